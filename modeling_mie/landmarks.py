@@ -280,7 +280,10 @@ class MieFaceLandmarker:
         height, width = rgb.shape[:2]
         factor = 1.0
         if max(height, width) > self.detect_max_side:
-            import cv2
+            try:
+                import cv2
+            except ImportError as err:  # pragma: no cover - mediapipe requires OpenCV
+                raise ImportError("Downscaling large frames needs OpenCV: pip install opencv-contrib-python") from err
 
             factor = self.detect_max_side / max(height, width)
             rgb = cv2.resize(
