@@ -22,7 +22,11 @@ class MieVideoClassifierOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*):
-            Focal loss of `logits` against `labels`; only when `labels` are given.
+            Focal loss of `logits` against `labels` (only when `labels` are given), plus
+            `region_loss` when `region_labels` are given too.
+        region_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Stage-1 focal loss of `region_logits` against `region_labels` over the real frames;
+            only when `region_labels` are given.
         logits (`torch.FloatTensor` of shape `(batch, num_labels)`):
             Class scores before softmax.
         region_logits (`torch.FloatTensor` of shape `(batch, frames, regions, num_labels + 1)`):
@@ -37,6 +41,7 @@ class MieVideoClassifierOutput(ModelOutput):
     """
 
     loss: torch.FloatTensor | None = None
+    region_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     region_logits: torch.FloatTensor | None = None
     region_features: torch.FloatTensor | None = None
@@ -372,6 +377,7 @@ class MieForVideoClassification(MiePreTrainedModel):
         frame_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         region_features: torch.Tensor | None = None,
+        region_labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> MieVideoClassifierOutput | tuple:
@@ -385,6 +391,11 @@ class MieForVideoClassification(MiePreTrainedModel):
             returned.
         region_features (`torch.FloatTensor` of shape `(batch, frames, regions, region_feature_size)`, *optional*):
             Precomputed region CNN features, instead of `pixel_values`.
+        region_labels (`torch.LongTensor` of shape `(batch, regions)`, *optional*):
+            Stage-1 label of each region of each clip (`config.region_labels`), applied to every
+            real frame; when given with `pixel_values`, the stage-1 focal loss (config
+            `region_focal_alpha`) is returned as `region_loss` and added to `loss`, which
+            trains the whole model end to end.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         frame_mask = self._check_inputs(pixel_values, region_features, frame_mask)
@@ -393,14 +404,29 @@ class MieForVideoClassification(MiePreTrainedModel):
             region_features, region_logits = self.extract_region_features(pixel_values, frame_mask)
         logits, states = self.temporal(region_features, frame_mask.sum(1))
 
-        loss = None
+        loss = region_loss = None
         if labels is not None:
             alpha = self.config.focal_alpha
             alpha = torch.tensor(alpha, device=logits.device) if alpha is not None else None
             loss = focal_loss(logits, labels.to(logits.device), self.config.focal_gamma, alpha)
+        if region_labels is not None:
+            if region_logits is None:
+                raise ValueError("region_labels need pixel_values: the stage-1 heads run on crops.")
+            expected = (frame_mask.shape[0], self.config.num_regions)
+            if tuple(region_labels.shape) != expected:
+                raise ValueError(f"region_labels must be (batch, regions) = {expected}; got {tuple(region_labels.shape)}.")
+            # (B, R) -> one target per real frame and region: (n_real * R,)
+            targets = region_labels.to(logits.device).unsqueeze(1).expand(-1, frame_mask.shape[1], -1)[frame_mask]
+            alpha = self.config.region_focal_alpha
+            alpha = torch.tensor(alpha, device=logits.device) if alpha is not None else None
+            region_loss = focal_loss(
+                region_logits[frame_mask].flatten(0, 1), targets.flatten(), self.config.focal_gamma, alpha
+            )
+            loss = region_loss if loss is None else loss + region_loss
 
         out = MieVideoClassifierOutput(
             loss=loss,
+            region_loss=region_loss,
             logits=logits,
             region_logits=region_logits,
             region_features=region_features,

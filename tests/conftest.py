@@ -36,8 +36,7 @@ def landmarker_path() -> Path:
     return Path(os.environ["MIE_FACE_LANDMARKER"])
 
 
-@pytest.fixture
-def tiny_config():
+def _tiny_config():
     """A small config with 5 labels (odd, so hard-coded sizes fail) and small crops."""
     from modeling_mie import MieConfig
 
@@ -61,6 +60,18 @@ def tiny_config():
         fusion_hidden_size=9,
         focal_alpha=[1.0, 2.0, 0.5, 1.0, 1.5],
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_config_factory():
+    """Builds a fresh tiny config (for fixtures of wider scope than a test)."""
+    return _tiny_config
+
+
+@pytest.fixture
+def tiny_config():
+    """A small config with 5 labels (odd, so hard-coded sizes fail) and small crops."""
+    return _tiny_config()
 
 
 @pytest.fixture(scope="session")
