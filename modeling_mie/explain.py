@@ -1,0 +1,149 @@
+"""Explanations of a prediction: Grad-CAM per region, region importance and activity over time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class MieExplanation:
+    """Why the model predicted what it did for one clip.
+
+    Attributes:
+        probabilities: (num_labels,) softmax of the clip's logits.
+        label_names: the config's labels, in index order.
+        predicted: index of the most probable label.
+        target: the label the explanation is for (the predicted one unless asked otherwise).
+        region_names: the config's region names.
+        region_importance: (regions,) share of the target logit carried by each region, >= 0,
+            summing to 1: |gradient x activation| of each region's last LSTM state.
+        heatmaps: (regions, height, width) float32 in [0, 1], Grad-CAM of each region's CNN at its
+            peak frame, at the padded crop size, scaled by the largest value over all regions
+            (a cool region is one that carried little evidence, not a normalisation artefact).
+        peak_frames: (regions,) int, the frame with the most Grad-CAM evidence per region.
+        region_activity: (frames, regions) float32 in [0, 1], how far each region's CNN feature
+            moved from the clip's first frame (L2), divided by the largest value.
+    """
+
+    probabilities: np.ndarray
+    label_names: list[str]
+    predicted: int
+    target: int
+    region_names: list[str]
+    region_importance: np.ndarray
+    heatmaps: np.ndarray
+    peak_frames: np.ndarray
+    region_activity: np.ndarray
+
+    def probabilities_dict(self) -> dict[str, float]:
+        return {name: float(p) for name, p in zip(self.label_names, self.probabilities)}
+
+
+def explain_clip(model, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None, target: int | None = None) -> MieExplanation:
+    """Classify one clip and explain the result.
+
+    Grad-CAM (Selvaraju et al., 2017) on each region CNN's last convolutional maps (the 72
+    inception + second-conv channels): the gradient of the target logit, which flows through the
+    region LSTMs and the fusion head, is averaged over space per channel and frame to weigh the
+    maps; the ReLU of the weighted sum is the heatmap. Each region's heatmap is shown at the
+    frame where its Grad-CAM mass is largest.
+
+    Args:
+        model: a `MieForVideoClassification` (any device; it is put in eval mode).
+        pixel_values: (1, frames, regions, channels, height, width) or (frames, regions, channels,
+            height, width) crops from the processor.
+        frame_mask: optional (1, frames) bool mask of real frames.
+        target: label index to explain; default the predicted label.
+    """
+    if pixel_values.dim() == 5:
+        pixel_values = pixel_values.unsqueeze(0)
+    if pixel_values.dim() != 6 or pixel_values.shape[0] != 1:
+        raise ValueError(f"explain_clip takes one clip: (1, frames, regions, channels, H, W); got {tuple(pixel_values.shape)}.")
+    model.eval()
+    config = model.config
+    device = next(model.parameters()).device
+    pixel_values = pixel_values.to(device=device, dtype=torch.float32)
+    if frame_mask is not None:
+        length = int(frame_mask.reshape(-1).sum())
+        pixel_values = pixel_values[:, :length]
+    frames = pixel_values[0]  # (T, R, C, H, W)
+    t, r = frames.shape[:2]
+    cnn = model.region_cnn
+
+    with torch.enable_grad():
+        maps = cnn.forward_maps(frames)  # list of (T, R * c_i, h, w)
+        for m in maps:
+            m.retain_grad()
+        features, _ = cnn.forward_head(cnn.pool_maps(maps))  # (T, R, F)
+        logits, states = model.temporal(features.unsqueeze(0), torch.tensor([t]))
+        states.retain_grad()
+        probabilities = logits.softmax(-1)[0]
+        predicted = int(probabilities.argmax())
+        target = predicted if target is None else int(target)
+        if not 0 <= target < config.num_labels:
+            raise ValueError(f"target must be a label index in [0, {config.num_labels}), got {target}.")
+        model.zero_grad(set_to_none=True)
+        logits[0, target].backward()
+
+    with torch.no_grad():
+        # (T, R, 72, h, w): per region, the channels of every branch, region-major
+        acts = torch.cat([m.detach().view(t, r, -1, *m.shape[2:]) for m in maps], dim=2)
+        grads = torch.cat([m.grad.view(t, r, -1, *m.shape[2:]) for m in maps], dim=2)
+        weights = grads.mean(dim=(3, 4), keepdim=True)
+        cam = F.relu((weights * acts).sum(dim=2))  # (T, R, h, w)
+        mass = cam.flatten(2).sum(-1)  # (T, R)
+        peak = mass.argmax(dim=0)  # (R,)
+        best = cam[peak, torch.arange(r)]  # (R, h, w)
+        best = F.interpolate(best.unsqueeze(1), size=config.crop_size, mode="bilinear", align_corners=False)[:, 0]
+        top = best.max()
+        heatmaps = (best / top).clamp(0, 1) if top > 0 else torch.zeros_like(best)
+
+        contribution = (states.grad[0] * states[0]).sum(-1).abs()  # (R,)
+        total = contribution.sum()
+        importance = contribution / total if total > 0 else torch.full_like(contribution, 1.0 / r)
+
+        moved = (features - features[:1]).norm(dim=-1)  # (T, R)
+        activity = moved / moved.max() if moved.max() > 0 else torch.zeros_like(moved)
+
+    return MieExplanation(
+        probabilities=probabilities.detach().cpu().numpy(),
+        label_names=[config.id2label[i] for i in range(config.num_labels)],
+        predicted=predicted,
+        target=target,
+        region_names=config.region_names,
+        region_importance=importance.cpu().numpy(),
+        heatmaps=heatmaps.cpu().numpy().astype(np.float32),
+        peak_frames=peak.cpu().numpy(),
+        region_activity=activity.cpu().numpy().astype(np.float32),
+    )
+
+
+def overlay_heatmap(crop: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a [0, 1] heatmap (H, W) over a crop ((H, W), (H, W, 1) or (H, W, 3), uint8 or [0, 1]
+    float) with a blue -> red colour map. Returns (H, W, 3) uint8 RGB."""
+    crop = np.asarray(crop)
+    if crop.dtype != np.uint8:
+        crop = np.clip(crop * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if crop.ndim == 3 and crop.shape[2] == 1:
+        crop = crop[:, :, 0]
+    if crop.ndim == 2:
+        crop = np.repeat(crop[:, :, None], 3, axis=2)
+    if crop.shape[:2] != heatmap.shape:
+        raise ValueError(f"crop {crop.shape[:2]} and heatmap {heatmap.shape} differ in size.")
+    h = np.clip(heatmap, 0, 1)[..., None]
+    # a simple perceptual ramp: dark blue (0) -> cyan -> yellow -> red (1)
+    stops = np.array([[0, 0, 128], [0, 200, 255], [255, 230, 0], [220, 20, 20]], dtype=np.float32)
+    pos = h[..., 0] * (len(stops) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
+    frac = (pos - lo)[..., None]
+    colour = stops[lo] * (1 - frac) + stops[lo + 1] * frac
+    weight = alpha * (0.35 + 0.65 * h)  # stronger evidence covers more of the crop
+    out = crop.astype(np.float32) * (1 - weight) + colour * weight
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+__all__ = ["MieExplanation", "explain_clip", "overlay_heatmap"]

@@ -1,0 +1,55 @@
+"""Explanations: Grad-CAM per region, region importance, activity over time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from modeling_mie import MieForVideoClassification
+from modeling_mie.explain import explain_clip, overlay_heatmap
+
+
+def test_explanation_shapes_and_ranges(tiny_config):
+    torch.manual_seed(0)
+    model = MieForVideoClassification(tiny_config)
+    x = torch.rand(1, 7, tiny_config.num_regions, tiny_config.num_channels, *tiny_config.crop_size)
+    e = explain_clip(model, x)
+    assert e.probabilities.shape == (5,) and e.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    assert e.predicted == int(np.argmax(e.probabilities)) and e.target == e.predicted
+    assert e.region_importance.shape == (3,) and e.region_importance.sum() == pytest.approx(1.0, abs=1e-5)
+    assert e.heatmaps.shape == (3, *tiny_config.crop_size)
+    assert e.heatmaps.min() >= 0 and e.heatmaps.max() <= 1
+    assert e.peak_frames.shape == (3,) and e.peak_frames.max() < 7
+    assert e.region_activity.shape == (7, 3) and np.all(e.region_activity[0] == 0)
+    assert set(e.probabilities_dict()) == set(tiny_config.id2label.values())
+    with pytest.raises(ValueError, match="target"):
+        explain_clip(model, x, target=9)
+
+
+def test_a_region_the_fusion_ignores_gets_no_importance_and_no_heat(tiny_config):
+    """Cut region 0 and 2 out of the fusion layer: only region 1 can carry evidence."""
+    torch.manual_seed(1)
+    model = MieForVideoClassification(tiny_config)
+    hidden = tiny_config.lstm_hidden_size
+    with torch.no_grad():
+        model.temporal.fusion.weight[:, :hidden] = 0
+        model.temporal.fusion.weight[:, 2 * hidden :] = 0
+    x = torch.rand(1, 6, tiny_config.num_regions, tiny_config.num_channels, *tiny_config.crop_size)
+    e = explain_clip(model, x, target=2)
+    assert e.target == 2
+    assert e.region_importance[1] == pytest.approx(1.0, abs=1e-6)
+    assert e.heatmaps[0].max() == 0 and e.heatmaps[2].max() == 0
+    assert e.heatmaps[1].max() == pytest.approx(1.0)
+
+
+def test_overlay_heatmap_colours_hot_pixels_red():
+    crop = np.full((4, 6), 128, np.uint8)
+    heat = np.zeros((4, 6), np.float32)
+    heat[0, 0] = 1.0
+    out = overlay_heatmap(crop, heat)
+    assert out.shape == (4, 6, 3) and out.dtype == np.uint8
+    assert out[0, 0, 0] > out[0, 0, 2]  # hot: red over blue
+    assert out[3, 5, 2] > out[3, 5, 0]  # cold: blue over red
+    with pytest.raises(ValueError, match="differ"):
+        overlay_heatmap(crop, np.zeros((2, 2)))
