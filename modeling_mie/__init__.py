@@ -30,6 +30,17 @@ _LAZY = {
     "detect_landmarks": "landmarks",
     "resolve_face_landmarker_model": "landmarks",
     "MEDIAPIPE_TO_DLIB68": "landmarks",
+    # data.py
+    "load_casme2": "data",
+    "load_samm": "data",
+    "load_smic": "data",
+    "load_megc2019": "data",
+    "read_megc2019_ground_truth": "data",
+    "summarize_clips": "data",
+    "format_summary": "data",
+    "parse_action_units": "data",
+    "clip_region_labels": "data",
+    "clip_features": "data",
 }
 
 
