@@ -126,6 +126,9 @@ class MieConfig(PretrainedConfig):
             Dropout after that dense layer.
         region_feature_size (`int`, *optional*, defaults to 20):
             Size of the per-frame region feature passed to the LSTMs.
+        standardize_features (`bool`, *optional*, defaults to `True`):
+            Standardise each region feature with fixed training-set statistics before the LSTMs
+            (not in the paper; see `MieTemporalFusion` for why). `False` feeds raw features.
         lstm_hidden_size (`int`, *optional*, defaults to 120):
             Units of each region LSTM.
         lstm_dropout (`float`, *optional*, defaults to 0.2):
@@ -171,6 +174,7 @@ class MieConfig(PretrainedConfig):
     cnn_hidden_size: int = 1024
     cnn_dropout: float | int = 0.2
     region_feature_size: int = 20
+    standardize_features: bool = True
     lstm_hidden_size: int = 120
     lstm_dropout: float | int = 0.2
     fusion_hidden_size: int = 64

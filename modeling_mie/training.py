@@ -1,0 +1,430 @@
+"""The two training stages of the method and one LOSO fold, on clips already cropped into regions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+
+from .configuration_mie import MieConfig
+from .modeling_mie import MieForVideoClassification, focal_loss, inverse_frequency_alpha
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int, dict], None]  # (stage, step, total, info)
+
+
+@dataclass
+class ClipTensors:
+    """One clip, cropped: what the training stages read.
+
+    Attributes:
+        crops: (frames, regions, channels, height, width) uint8 region crops, onset..offset.
+        label: class index (MEGC: 0 negative, 1 positive, 2 surprise).
+        region_labels: (regions,) stage-1 label of each region (the label or "not me").
+        subject: subject key, `<db>/<subject as on disk>`; LOSO folds split on it.
+        database: database name (casme2, samm, smic, ...).
+        clip_id: the clip's id in its database (the MEGC list's filename).
+        list_subject: the subject as the MEGC list spells it (for the challenge log).
+        onset, apex, offset: frame indices into `crops`.
+    """
+
+    crops: torch.Tensor
+    label: int
+    region_labels: Sequence[int]
+    subject: str
+    database: str
+    clip_id: str
+    list_subject: str
+    onset: int = 0
+    apex: int = 0
+    offset: int = 0
+
+
+@dataclass
+class TrainingSchedule:
+    """How each stage trains. Presets in `TRAINING_PRESETS`; every field can be overridden.
+
+    Attributes:
+        stage1_epochs / stage1_batch_size / stage1_lr: region CNN training on single frames
+            (the paper: 100 epochs, batch 64, Adam).
+        stage1_frames: frames per training clip that stage 1 sees, spread evenly over the
+            window of `stage1_window` frames on each side of the apex (the frames that show the
+            expression; the onset is neutral and would teach the CNN label noise).
+        stage1_window: half-width of that window, in frames.
+        stage1_neutral_onset: also train on each clip's onset frame with every region labelled
+            "not me" (the neutral face answers to no emotion).
+        stage2_epochs / stage2_batch_size / stage2_lr: region LSTMs + fusion on frozen CNN
+            features (the paper: 60 epochs, batch 244).
+        num_frames: clips are resampled to this many frames (onset..offset, evenly spaced
+            indices) before stage 2 and at prediction; 0 keeps every frame.
+        finetune_epochs / finetune_lr: optional end-to-end fine-tune of everything after
+            stage 2 (0: none, as in the paper).
+        weight_decay: Adam weight decay in all stages.
+    """
+
+    stage1_epochs: int = 100
+    stage1_batch_size: int = 64
+    stage1_lr: float = 1e-3
+    stage1_frames: int = 8
+    stage1_window: int = 8
+    stage1_neutral_onset: bool = False
+    stage2_epochs: int = 60
+    stage2_batch_size: int = 244
+    stage2_lr: float = 1e-3
+    num_frames: int = 0
+    finetune_epochs: int = 0
+    finetune_lr: float = 1e-4
+    weight_decay: float = 0.0
+
+    def updated(self, **overrides) -> "TrainingSchedule":
+        names = {f.name for f in fields(self)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise ValueError(f"Unknown schedule fields {sorted(unknown)}; allowed: {sorted(names)}.")
+        return TrainingSchedule(**{**asdict(self), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+TRAINING_PRESETS: dict[str, TrainingSchedule] = {
+    # The paper's schedule (Aouayeb et al. 2019, section 3): CNN 100 epochs batch 64, LSTM 60
+    # epochs batch 244, every frame of every clip.
+    "paper": TrainingSchedule(),
+    # CPU preset: 68 folds in under 2 hours on 2 cores. Stage 1 sees 6 frames around the apex
+    # of each clip for 6 epochs; stage 2 reads 32 evenly spaced frames per clip.
+    "fast": TrainingSchedule(
+        stage1_epochs=6,
+        stage1_batch_size=64,
+        stage1_frames=6,
+        stage1_window=6,
+        stage2_epochs=60,
+        stage2_batch_size=64,
+        stage2_lr=3e-3,
+        num_frames=32,
+    ),
+}
+
+
+@dataclass
+class StageReport:
+    """What a stage did: losses per epoch and the subjects whose data it used."""
+
+    losses: list[float] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    samples: int = 0
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------------- helpers
+def frame_indices(length: int, num_frames: int) -> np.ndarray:
+    """Evenly spaced frame indices over [0, length), `num_frames` of them (all if 0 or more)."""
+    if num_frames <= 0 or num_frames >= length:
+        return np.arange(length)
+    return np.round(np.linspace(0, length - 1, num_frames)).astype(np.int64)
+
+
+def stage1_frame_indices(clip: ClipTensors, schedule: TrainingSchedule) -> np.ndarray:
+    """Frames of `clip` that stage 1 trains on: evenly spread over apex +- window."""
+    last = clip.crops.shape[0] - 1
+    lo = max(0, min(clip.apex, last) - schedule.stage1_window)
+    hi = min(last, clip.apex + schedule.stage1_window)
+    count = max(1, min(schedule.stage1_frames, hi - lo + 1))
+    return np.unique(np.round(np.linspace(lo, hi, count)).astype(np.int64))
+
+
+def _to_float(crops: torch.Tensor) -> torch.Tensor:
+    return crops.float().div_(255.0) if crops.dtype == torch.uint8 else crops.float()
+
+
+def _pad_batch(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (T_i, ...) tensors into (B, T_max, ...) with zeros after each, and their lengths."""
+    lengths = torch.tensor([s.shape[0] for s in sequences])
+    out = sequences[0].new_zeros(len(sequences), int(lengths.max()), *sequences[0].shape[1:])
+    for i, s in enumerate(sequences):
+        out[i, : s.shape[0]] = s
+    return out, lengths
+
+
+def _epochs(progress: Progress | None, stage: str, total: int):
+    for epoch in range(total):
+        yield epoch
+        if progress is not None:
+            progress(stage, epoch + 1, total, {})
+
+
+# ---------------------------------------------------------------------------- stage 1
+def train_stage1_cnn(
+    model: MieForVideoClassification,
+    clips: Sequence[ClipTensors],
+    schedule: TrainingSchedule,
+    generator: torch.Generator,
+    progress: Progress | None = None,
+) -> StageReport:
+    """Train the region CNNs (and their stage-1 heads) on single frames with region labels.
+
+    Every region of every selected frame is a sample labelled with the clip's emotion or "not
+    me" (`ClipTensors.region_labels`); the focal loss weighs region classes by inverse frequency.
+    """
+    import time
+
+    start = time.perf_counter()
+    config = model.config
+    frames, targets, subjects = [], [], set()
+    not_me = torch.full((config.num_regions,), config.not_me_id, dtype=torch.long)
+    for clip in clips:
+        idx = stage1_frame_indices(clip, schedule)
+        frames.append(clip.crops[torch.from_numpy(idx)])
+        targets.append(torch.as_tensor(clip.region_labels, dtype=torch.long).expand(len(idx), -1))
+        if schedule.stage1_neutral_onset:
+            frames.append(clip.crops[min(clip.onset, clip.crops.shape[0] - 1)].unsqueeze(0))
+            targets.append(not_me.unsqueeze(0))
+        subjects.add(clip.subject)
+    if not frames:
+        raise ValueError("Stage 1 needs at least one training clip.")
+    frames = torch.cat(frames)  # (N, R, C, H, W) uint8
+    targets = torch.cat(targets)  # (N, R)
+    alpha = torch.tensor(
+        config.region_focal_alpha or inverse_frequency_alpha(targets.flatten(), config.num_region_classes)
+    )
+    cnn = model.region_cnn
+    optimizer = torch.optim.Adam(cnn.parameters(), lr=schedule.stage1_lr, weight_decay=schedule.weight_decay)
+    report = StageReport(subjects=sorted(subjects), samples=len(frames))
+    cnn.train()
+    n = len(frames)
+    for _ in _epochs(progress, "stage1_cnn", schedule.stage1_epochs):
+        order = torch.randperm(n, generator=generator)
+        total, count = 0.0, 0
+        for start_i in range(0, n, schedule.stage1_batch_size):
+            batch = order[start_i : start_i + schedule.stage1_batch_size]
+            _, logits = cnn(_to_float(frames[batch]))  # (b, R, K)
+            loss = focal_loss(logits.flatten(0, 1), targets[batch].flatten(), config.focal_gamma, alpha)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+            count += len(batch)
+        report.losses.append(total / count)
+    cnn.eval()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# ---------------------------------------------------------------------------- features
+@torch.inference_mode()
+def extract_features(
+    model: MieForVideoClassification,
+    clips: Sequence[ClipTensors],
+    num_frames: int,
+    batch_frames: int = 512,
+) -> list[torch.Tensor]:
+    """Frozen-CNN region features of each clip: a list of (T_i, regions, features) tensors.
+
+    Frames are resampled to `num_frames` per clip (evenly spaced; all if 0) and run through
+    the CNN in batches of about `batch_frames` frames from several clips at once.
+    """
+    model.eval()
+    selected = [c.crops[torch.from_numpy(frame_indices(c.crops.shape[0], num_frames))] for c in clips]
+    lengths = [s.shape[0] for s in selected]
+    out: list[torch.Tensor] = []
+    pending: list[torch.Tensor] = []
+    pending_frames = 0
+
+    def flush():
+        nonlocal pending, pending_frames
+        if pending:
+            feats, _ = model.region_cnn(_to_float(torch.cat(pending)))
+            out.extend(feats.split([p.shape[0] for p in pending]))
+            pending, pending_frames = [], 0
+
+    for s in selected:
+        pending.append(s)
+        pending_frames += s.shape[0]
+        if pending_frames >= batch_frames:
+            flush()
+    flush()
+    assert [o.shape[0] for o in out] == lengths
+    return [o.clone() for o in out]
+
+
+# ---------------------------------------------------------------------------- stage 2
+def train_stage2_temporal(
+    model: MieForVideoClassification,
+    features: Sequence[torch.Tensor],
+    clips: Sequence[ClipTensors],
+    schedule: TrainingSchedule,
+    generator: torch.Generator,
+    progress: Progress | None = None,
+) -> StageReport:
+    """Train the region LSTMs and the fusion head on frozen per-frame region features.
+
+    The feature standardisation is fitted on these (training) features first. The focal loss
+    uses the config's `focal_alpha` (set by `train_model` to inverse class frequencies of the
+    training subjects).
+    """
+    import time
+
+    start = time.perf_counter()
+    config = model.config
+    labels = torch.tensor([c.label for c in clips], dtype=torch.long)
+    alpha = torch.tensor(config.focal_alpha) if config.focal_alpha is not None else None
+    temporal = model.temporal
+    temporal.fit_feature_statistics(list(features))
+    optimizer = torch.optim.Adam(temporal.parameters(), lr=schedule.stage2_lr, weight_decay=schedule.weight_decay)
+    report = StageReport(subjects=sorted({c.subject for c in clips}), samples=len(clips))
+    temporal.train()
+    n = len(clips)
+    for _ in _epochs(progress, "stage2_temporal", schedule.stage2_epochs):
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for start_i in range(0, n, schedule.stage2_batch_size):
+            batch = order[start_i : start_i + schedule.stage2_batch_size].tolist()
+            padded, lengths = _pad_batch([features[i] for i in batch])
+            logits, _ = temporal(padded, lengths)
+            loss = focal_loss(logits, labels[batch], config.focal_gamma, alpha)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        report.losses.append(total / n)
+    temporal.eval()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def finetune_end_to_end(
+    model: MieForVideoClassification,
+    clips: Sequence[ClipTensors],
+    schedule: TrainingSchedule,
+    generator: torch.Generator,
+    progress: Progress | None = None,
+) -> StageReport:
+    """Optional: train everything together on whole clips (clip loss + stage-1 region loss)."""
+    import time
+
+    start = time.perf_counter()
+    report = StageReport(subjects=sorted({c.subject for c in clips}), samples=len(clips))
+    if schedule.finetune_epochs <= 0:
+        return report
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.finetune_lr, weight_decay=schedule.weight_decay)
+    batch_size = max(1, min(8, schedule.stage2_batch_size))
+    model.train()
+    n = len(clips)
+    for _ in _epochs(progress, "finetune", schedule.finetune_epochs):
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for start_i in range(0, n, batch_size):
+            batch = [clips[i] for i in order[start_i : start_i + batch_size].tolist()]
+            crops = [c.crops[torch.from_numpy(frame_indices(c.crops.shape[0], schedule.num_frames))] for c in batch]
+            padded, lengths = _pad_batch(crops)
+            mask = torch.arange(padded.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+            out = model(
+                _to_float(padded),
+                frame_mask=mask,
+                labels=torch.tensor([c.label for c in batch]),
+                region_labels=torch.tensor([list(c.region_labels) for c in batch]),
+            )
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            total += out.loss.item() * len(batch)
+        report.losses.append(total / n)
+    model.eval()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# ---------------------------------------------------------------------------- prediction
+@torch.inference_mode()
+def predict_clips(
+    model: MieForVideoClassification, clips: Sequence[ClipTensors], num_frames: int, features=None
+) -> torch.Tensor:
+    """Class probabilities (clips, num_labels) for `clips` (features are computed if not given)."""
+    model.eval()
+    if features is None:
+        features = extract_features(model, clips, num_frames)
+    probabilities = []
+    for start_i in range(0, len(features), 256):
+        padded, lengths = _pad_batch(features[start_i : start_i + 256])
+        logits, _ = model.temporal(padded, lengths)
+        probabilities.append(logits.softmax(-1))
+    return torch.cat(probabilities)
+
+
+# ---------------------------------------------------------------------------- one fold
+@dataclass
+class FoldOutcome:
+    """The result of training on `train_clips` and predicting `test_clips`."""
+
+    model: MieForVideoClassification
+    probabilities: torch.Tensor  # (test clips, num_labels)
+    stage1: StageReport
+    stage2: StageReport
+    finetune: StageReport
+    features_seconds: float
+    focal_alpha: list[float]
+
+
+def train_model(
+    config: MieConfig,
+    train_clips: Sequence[ClipTensors],
+    schedule: TrainingSchedule,
+    seed: int,
+    progress: Progress | None = None,
+    test_clips: Sequence[ClipTensors] = (),
+) -> FoldOutcome:
+    """Both stages (and the optional fine-tune) on `train_clips` only, then predict `test_clips`.
+
+    Nothing of `test_clips` is read before training ends: they are only cropped, featurised
+    and classified by the finished model.
+    """
+    import time
+
+    if not train_clips:
+        raise ValueError("train_model needs at least one training clip.")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    config = MieConfig.from_dict(config.to_dict())  # never share a config between folds
+    alpha = inverse_frequency_alpha([c.label for c in train_clips], config.num_labels)
+    config.focal_alpha = alpha
+    model = MieForVideoClassification(config)
+
+    stage1 = train_stage1_cnn(model, train_clips, schedule, generator, progress)
+    start = time.perf_counter()
+    train_features = extract_features(model, train_clips, schedule.num_frames)
+    features_seconds = time.perf_counter() - start
+    stage2 = train_stage2_temporal(model, train_features, train_clips, schedule, generator, progress)
+    finetune = finetune_end_to_end(model, train_clips, schedule, generator, progress)
+
+    probabilities = torch.empty(0, config.num_labels)
+    if test_clips:
+        start = time.perf_counter()
+        probabilities = predict_clips(model, test_clips, schedule.num_frames)
+        features_seconds += time.perf_counter() - start
+    model.eval()
+    return FoldOutcome(model, probabilities, stage1, stage2, finetune, features_seconds, alpha)
+
+
+def fold_seed(seed: int, fold_key: str) -> int:
+    """A per-fold seed that does not depend on which folds run or in which order."""
+    import zlib
+
+    return (int(seed) * 1_000_003 + zlib.crc32(fold_key.encode())) % (2**31 - 1)
+
+
+__all__ = [
+    "TRAINING_PRESETS",
+    "ClipTensors",
+    "FoldOutcome",
+    "StageReport",
+    "TrainingSchedule",
+    "extract_features",
+    "finetune_end_to_end",
+    "fold_seed",
+    "frame_indices",
+    "predict_clips",
+    "train_model",
+    "train_stage1_cnn",
+    "train_stage2_temporal",
+]
