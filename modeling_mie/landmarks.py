@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
+import weakref
 import os
 import shutil
 import tempfile
@@ -44,6 +46,20 @@ MEDIAPIPE_TO_DLIB68 = np.array(
 # Landmark detection works on a downscaled copy of very large frames (SAMM is 2040 x 1088): the
 # face landmarker runs its own 192/256 px networks, so more pixels only cost decoding time.
 DEFAULT_DETECT_MAX_SIDE = 1024
+
+# Landmarkers still open at interpreter exit: MediaPipe's own __del__ then runs after its C
+# bindings are torn down and prints a traceback. Closing them in an atexit hook (which runs
+# first) keeps long-lived owners such as a processor in a web app quiet.
+_OPEN_LANDMARKERS: "weakref.WeakSet[MieFaceLandmarker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_landmarkers() -> None:
+    for landmarker in list(_OPEN_LANDMARKERS):
+        try:
+            landmarker.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
 
 
 def user_cache_dir() -> Path:
@@ -266,6 +282,7 @@ class MieFaceLandmarker:
         )
         try:
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            _OPEN_LANDMARKERS.add(self)
         except (RuntimeError, ValueError) as err:
             raise MieInputError(
                 f"MediaPipe could not load the face landmarker model {self.model_path} ({err}). "
