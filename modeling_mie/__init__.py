@@ -7,11 +7,12 @@ pull in MediaPipe, OpenCV or datasets.
 
 from importlib import import_module
 
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForVideoClassification
 
 from .configuration_mie import MieConfig
 from .errors import MieInputError
 from .modeling_mie import MieForVideoClassification, MieVideoClassifierOutput, focal_loss, inverse_frequency_alpha
+from .processing_mie import MieProcessor
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,15 @@ AutoModelForVideoClassification.register(MieConfig, MieForVideoClassification, e
 # save_pretrained then writes auto_map and the flat code files for trust_remote_code=True.
 MieConfig.register_for_auto_class()
 MieForVideoClassification.register_for_auto_class("AutoModelForVideoClassification")
+# The processor needs neither PIL nor torchvision; registering it under both backend names keeps
+# AutoImageProcessor from warning about a "fallback" when torchvision happens to be installed.
+# AutoProcessor is deliberately not registered: it then falls back to AutoImageProcessor, which
+# reads preprocessor_config.json (after AutoProcessor.register, a folder without
+# processor_config.json would silently get default settings).
+AutoImageProcessor.register(
+    MieConfig, image_processor_classes={"pil": MieProcessor, "torchvision": MieProcessor}, exist_ok=True
+)
+MieProcessor.register_for_auto_class("AutoImageProcessor")
 
 # Public names that live in modules imported on first use: name -> module.
 _LAZY = {
@@ -30,6 +40,21 @@ _LAZY = {
     "detect_landmarks": "landmarks",
     "resolve_face_landmarker_model": "landmarks",
     "MEDIAPIPE_TO_DLIB68": "landmarks",
+    # video.py
+    "Clip": "video",
+    "ClipReader": "video",
+    "VideoLimits": "video",
+    "open_clip": "video",
+    "read_clip": "video",
+    "list_frame_files": "video",
+    # processing_mie.py (helpers beside MieProcessor)
+    "crop_regions": "processing_mie",
+    "frame_positions": "processing_mie",
+    "face_box_from_landmarks": "processing_mie",
+    "region_boxes_from_face_box": "processing_mie",
+    # visualize.py
+    "draw_regions": "visualize",
+    "save_png": "visualize",
     # data.py
     "load_casme2": "data",
     "load_samm": "data",
@@ -56,6 +81,7 @@ __all__ = [
     "MieConfig",
     "MieForVideoClassification",
     "MieInputError",
+    "MieProcessor",
     "MieVideoClassifierOutput",
     "focal_loss",
     "inverse_frequency_alpha",
