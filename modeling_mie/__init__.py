@@ -66,6 +66,16 @@ _LAZY = {
     "parse_action_units": "data",
     "clip_region_labels": "data",
     "clip_features": "data",
+    # cache.py
+    "build_region_cache": "cache",
+    # synthetic.py
+    "generate_synthetic_dataset": "synthetic",
+    "plan_synthetic_dataset": "synthetic",
+    "render_synthetic_clip": "synthetic",
+    "draw_synthetic_clip": "synthetic",
+    "read_synthetic_manifest": "synthetic",
+    "load_base_faces": "synthetic",
+    "SYNTHETIC_PROFILES": "synthetic",
 }
 
 

@@ -97,6 +97,39 @@ def _write_image(path: Path, database: str, clip: str, number: int, grey: bool, 
     Image.fromarray(array).save(path, format={"jpg": "JPEG", "bmp": "BMP"}[suffix], **({"quality": 90} if suffix == "jpg" else {}))
 
 
+def face_frames(width: int = 640, height: int = 480, face_height: int = 345, grey: bool = False) -> ImageFn:
+    """An `image` function giving real face frames: NASA's public-domain astronaut portrait
+    (skimage) centred on a (height, width) frame, shifted by a few pixels per clip and per frame
+    so that MediaPipe landmarks a real, slightly moving face. `grey=True` gives (H, W) frames."""
+    import skimage.data
+
+    head = skimage.data.astronaut()[30:250, 120:330]  # head with some margin, 220 x 210
+    face_width = int(round(face_height * head.shape[1] / head.shape[0]))
+    face = np.asarray(Image.fromarray(head).resize((face_width, face_height), Image.BICUBIC))
+    margin = 20
+    canvas = np.full((height + 2 * margin, width + 2 * margin, 3), 90, np.uint8)
+    y0, x0 = (canvas.shape[0] - face_height) // 2, (canvas.shape[1] - face_width) // 2
+    canvas[y0 : y0 + face_height, x0 : x0 + face_width] = face
+
+    def image(database: str, clip: str, number: int) -> np.ndarray:
+        seed = sum(map(ord, clip))
+        dx = margin + (seed % 13) - 6 + int(round(1.5 * np.sin(number / 5.0)))
+        dy = margin + (seed % 9) - 4 + (number % 3) - 1
+        frame = np.ascontiguousarray(canvas[dy : dy + height, dx : dx + width])
+        return np.asarray(Image.fromarray(frame).convert("L")) if grey else frame
+
+    return image
+
+
+def blank_frames(value: int = 90, width: int = 320, height: int = 240) -> ImageFn:
+    """An `image` function giving faceless frames of one grey level."""
+
+    def image(database: str, clip: str, number: int) -> np.ndarray:
+        return np.full((height, width, 3), value, np.uint8)
+
+    return image
+
+
 # ---------------------------------------------------------------------------- CASME II
 def write_casme2_workbook(path: Path, clips: Sequence[Clip], sheet: str = "Sheet1", header=None) -> Path:
     """`CASME2-coding-20140508.xlsx`: sheet Sheet1, header on row 1, two blank columns."""
