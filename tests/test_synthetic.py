@@ -1,0 +1,459 @@
+"""Synthetic micro-expressions: plan, action-unit fields, layouts, workbooks, determinism, locality, loaders."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modeling_mie.errors import MieInputError
+from modeling_mie.synthetic import (
+    ACTION_UNIT_ANCHORS,
+    PANEL_SIZE,
+    action_unit_field,
+    blink_course,
+    draw_synthetic_clip,
+    expression_course,
+    generate_synthetic_dataset,
+    load_base_faces,
+    main,
+    parse_args,
+    plan_synthetic_dataset,
+    read_synthetic_manifest,
+    region_boxes,
+    render_synthetic_clip,
+)
+
+openpyxl = pytest.importorskip("openpyxl", reason="the workbooks are .xlsx files (a core dependency)")
+cv2 = pytest.importorskip("cv2", reason="frames are encoded with OpenCV (a core dependency)")
+
+MEGC_COUNTS = {"smic": (70, 51, 43), "casme2": (88, 32, 25), "samm": (92, 26, 15)}
+MEGC_MAP = {
+    "casme2": {"disgust": 0, "repression": 0, "happiness": 1, "surprise": 2},
+    "samm": {"Anger": 0, "Contempt": 0, "Disgust": 0, "Fear": 0, "Sadness": 0, "Happiness": 1, "Surprise": 2},
+    "smic": {"negative": 0, "positive": 1, "surprise": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def base_faces(landmarker_path):
+    return load_base_faces(landmarker_path)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory, base_faces):
+    """The tiny profile, seed 0, generated once per session."""
+    return generate_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "tiny", "tiny", 0, workers=1, faces=base_faces)
+
+
+@pytest.fixture(scope="session")
+def manifest(tiny):
+    return read_synthetic_manifest(tiny.root)
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# ----------------------------------------------------------------------------- plan
+def test_megc2019_plan_matches_the_composite():
+    plan = plan_synthetic_dataset("megc2019", 0)
+    listed = [c for c in plan.clips if c.megc_row() is not None]
+    assert len(listed) == 442
+    for database, counts in MEGC_COUNTS.items():
+        got = collections.Counter(c.label for c in listed if c.database == database)
+        assert (got[0], got[1], got[2]) == counts, database
+    subjects = {db: {c.subject for c in listed if c.database == db} for db in MEGC_COUNTS}
+    assert {db: len(s) for db, s in subjects.items()} == {"smic": 16, "casme2": 24, "samm": 28}
+    # subjects whose only clips the composite drops, as in the real workbooks
+    on_disk = collections.Counter(s.database for s in plan.subjects.values())
+    assert on_disk == {"smic": 16, "casme2": 26, "samm": 29}
+    assert {"sub10", "sub18"} <= {c.subject for c in plan.clips if c.database == "casme2"} - subjects["casme2"]
+    # uneven over subjects, like the real list: s3 holds 39 clips, several subjects 1 or 2
+    per_subject = collections.Counter((c.database, c.subject) for c in listed)
+    assert per_subject[("smic", "s3")] == 39 and min(per_subject.values()) == 1
+    # real clip lengths: SMIC 100 fps up to 58 frames; CASME II / SAMM 200 fps, longer
+    lengths = {db: [c.offset_index - c.onset_index + 1 for c in listed if c.database == db] for db in MEGC_COUNTS}
+    assert 11 <= min(lengths["smic"]) and max(lengths["smic"]) <= 58 and 25 < np.mean(lengths["smic"]) < 40
+    assert 24 <= min(lengths["casme2"]) and max(lengths["casme2"]) <= 130 and 55 < np.mean(lengths["casme2"]) < 80
+    assert 30 <= min(lengths["samm"]) and max(lengths["samm"]) <= 110 and 55 < np.mean(lengths["samm"]) < 80
+    # unlabelled blinks in clips of every class of every database
+    for database in MEGC_COUNTS:
+        for label in (0, 1, 2):
+            group = [c for c in listed if c.database == database and c.label == label]
+            assert 0 < sum(c.blink is not None for c in group) < len(group), (database, label)
+
+
+def test_plan_is_a_function_of_the_seed():
+    a, b, c = (plan_synthetic_dataset("megc2019", s) for s in (3, 3, 4))
+    assert a == b
+    assert a.clips != c.clips
+    with pytest.raises(ValueError, match="allowed values"):
+        plan_synthetic_dataset("huge", 0)
+
+
+def test_expressions_per_class_and_timing():
+    plan = plan_synthetic_dataset("megc2019", 0)
+    negative = {4, 9, 10, 14, 15, 17}
+    for clip in plan.clips:
+        aus = {a for a, _, _ in clip.action_units}
+        if clip.label == 1:
+            assert 12 in aus and aus <= {6, 12}
+        elif clip.label == 2:
+            assert {1, 2} <= aus <= {1, 2, 5, 26}
+        elif clip.label == 0:
+            assert aus and aus <= negative
+        if clip.kind != "micro":
+            continue
+        course = expression_course(clip)
+        assert course[clip.onset_index] == 0.0
+        assert course[clip.apex_index] == pytest.approx(1.0) and course.argmax() == clip.apex_index
+        assert course[clip.offset_index] <= 0.15 + 1e-9
+        assert clip.onset_index < clip.apex_index < clip.offset_index
+        assert 0.0 <= blink_course(clip).max() <= 1.0
+        # a few px per 300 px of face
+        assert 2.5 <= clip.amplitude * 300 / plan.subject_of(clip).face_width <= 5.5
+    # apex timing and durations vary
+    relative = [(c.apex_index - c.onset_index) / (c.offset_index - c.onset_index) for c in plan.clips if c.kind == "micro"]
+    assert min(relative) < 0.3 and max(relative) > 0.55
+    assert len({c.num_frames for c in plan.clips}) > 50
+
+
+# ----------------------------------------------------------------------------- action units
+def test_action_unit_fields_move_the_right_landmarks(base_faces):
+    face = base_faces["grace_hopper"]
+    d = face.dlib68
+    height, width = face.image.shape[:2]
+
+    def at(field, i):
+        dx, dy = field
+        x, y = np.round(d[i]).astype(int)
+        return np.array([dx[y, x], dy[y, x]])
+
+    for au in ACTION_UNIT_ANCHORS:
+        dx, dy = action_unit_field(au, d, (width, height), 3.0)
+        assert np.sqrt(dx**2 + dy**2).max() == pytest.approx(3.0, rel=1e-4), au
+    up = lambda v: -v[1]  # noqa: E731 - image y grows downwards
+    assert up(at(action_unit_field(12, d, (width, height), 3.0), 48)) > 0.5  # corners up
+    assert at(action_unit_field(12, d, (width, height), 3.0), 48)[0] < -0.5  # and out (image-left corner)
+    assert at(action_unit_field(12, d, (width, height), 3.0), 54)[0] > 0.5
+    assert up(at(action_unit_field(15, d, (width, height), 3.0), 54)) < -1.0  # corners down
+    assert up(at(action_unit_field(1, d, (width, height), 3.0), 21)) > 1.5  # inner brows up
+    au4 = action_unit_field(4, d, (width, height), 3.0)
+    assert up(at(au4, 21)) < -1.0 and at(au4, 21)[0] > 0.5 and at(au4, 22)[0] < -0.5  # down and together
+    assert up(at(action_unit_field(26, d, (width, height), 3.0), 57)) < -2.0  # lower lip down
+    assert up(at(action_unit_field(17, d, (width, height), 3.0), 57)) > 0.5  # lower lip pushed up
+    # unilateral: R12 moves the subject's right corner (image left) only
+    r12 = action_unit_field(12, d, (width, height), 3.0, side="R")
+    assert np.linalg.norm(at(r12, 48)) > 1.0 and np.linalg.norm(at(r12, 54)) < 0.05
+    # local: brow and lid AUs leave the mouth and chin alone, mouth AUs the brows and eyes, ...
+    untouched = {
+        (1, 2, 4, 5): (48, 54, 57, 8),
+        (10, 12, 14, 15, 17, 26): (19, 24, 37, 44),
+        (9,): (48, 54, 8, 36, 45),
+        (6,): (19, 24, 57, 8),
+    }
+    for aus, points in untouched.items():
+        for au in aus:
+            field = action_unit_field(au, d, (width, height), 3.0)
+            for i in points:
+                assert np.linalg.norm(at(field, i)) < 0.15, (au, i)
+            assert np.hypot(*field)[: height // 20].max() == 0.0  # nothing moves at the top of the picture
+    with pytest.raises(ValueError, match="implemented AUs"):
+        action_unit_field(99, d, (width, height), 3.0)
+
+
+def test_subjects_look_alike_across_clips_and_differ_from_each_other(tiny, base_faces):
+    plan = tiny.plan
+    # two astronaut subjects of CASME II, two clips of the first
+    sub01 = [c for c in plan.clips if c.database == "casme2" and c.subject == "sub01"]
+    sub03 = [c for c in plan.clips if c.database == "casme2" and c.subject == "sub03"]
+    assert plan.subject_of(sub01[0]).face == plan.subject_of(sub03[0]).face
+    first = lambda clip: render_synthetic_clip(plan, clip, base_faces, nuisances=False)[0][0].astype(np.float32)  # noqa: E731
+    same = np.abs(first(sub01[0]) - first(sub01[1])).mean()
+    other = np.abs(first(sub01[0]) - first(sub03[0])).mean()
+    assert other > 3 * same, (same, other)
+
+
+# ----------------------------------------------------------------------------- layouts
+def test_casme2_tree(tiny, manifest):
+    root = tiny.roots["casme2"]
+    assert (root / "CASME2-coding-20140508.xlsx").is_file()
+    clips = [c for c in manifest["clips"] if c["database"] == "casme2"]
+    crossing = False
+    for clip in clips:
+        folder = tiny.root / clip["path"]
+        assert folder.parent.parent == root / "CASME2_RAW_selected" and re.fullmatch(r"sub\d\d", folder.parent.name)
+        names = sorted(p.name for p in folder.iterdir())
+        numbers = sorted(int(re.fullmatch(r"img(\d+)\.jpg", n).group(1)) for n in names)
+        # onset..offset only, unpadded, first file = onset
+        assert numbers == list(range(clip["onset"], clip["offset"] + 1))
+        crossing |= numbers[0] < 10 <= numbers[-1]
+        frame = cv2.imread(str(folder / f"img{numbers[0]}.jpg"), cv2.IMREAD_UNCHANGED)
+        assert frame.shape == (192, 256, 3)
+    assert crossing, "no clip where img9 < img10 must sort by number"
+
+
+def test_samm_tree(tiny, manifest):
+    root = tiny.roots["samm"]
+    widths = set()
+    for clip in (c for c in manifest["clips"] if c["database"] == "samm"):
+        folder = tiny.root / clip["path"]
+        subject = folder.parent.name
+        assert folder.parent.parent == root and re.fullmatch(r"\d{3}", subject)
+        assert re.fullmatch(rf"{subject}_[1-7]_\d+", folder.name)
+        names = sorted(p.name for p in folder.iterdir())
+        matches = [re.fullmatch(rf"{subject}_(\d{{4,5}})\.jpg", n) for n in names]
+        assert all(matches)
+        widths |= {len(m.group(1)) for m in matches}
+        numbers = sorted(int(m.group(1)) for m in matches)
+        assert numbers[0] > 1 and numbers == list(range(numbers[0], numbers[-1] + 1))
+        # the folder holds the onset..offset range (and a few frames around it)
+        assert numbers[0] <= clip["onset"] < clip["offset"] <= numbers[-1]
+        frame = cv2.imread(str(folder / names[0]), cv2.IMREAD_UNCHANGED)
+        assert frame.ndim == 2 and frame.shape == (180, 340)  # greyscale JPG
+    assert widths == {4, 5}
+
+
+def test_smic_tree(tiny, manifest):
+    hs = tiny.roots["smic"] / "SMIC_all_raw" / "HS"
+    subjects = sorted(p.name for p in hs.iterdir())
+    assert subjects == ["s1", "s2", "s3"]  # not zero-padded on disk
+    assert (hs / "s1" / "non_micro").is_dir() and (hs / "s1" / "micro").is_dir()
+    crossing = False
+    for clip in (c for c in manifest["clips"] if c["database"] == "smic"):
+        folder = tiny.root / clip["path"]
+        code = re.fullmatch(r"s(\d+)_(ne|po|sur)_(\d\d)", folder.name)
+        assert code and folder.parent.name == {"ne": "negative", "po": "positive", "sur": "surprise"}[code.group(2)]
+        assert folder.parent.parent.name == clip["kind"]
+        counters = [re.fullmatch(r"image(\d+)\.bmp", p.name).group(1) for p in folder.iterdir()]
+        assert all(5 <= len(c) <= 8 for c in counters)
+        numbers = sorted(int(c) for c in counters)
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        crossing |= sorted(counters) != [str(n) for n in numbers]
+        frame = cv2.imread(str(folder / f"image{counters[0]}.bmp"), cv2.IMREAD_UNCHANGED)
+        assert frame.shape == (192, 256, 3)
+    assert crossing, "no clip whose frame names only sort by their number"
+
+
+def test_casme2_workbook(tiny, manifest):
+    book = openpyxl.load_workbook(tiny.roots["casme2"] / "CASME2-coding-20140508.xlsx")
+    assert book.sheetnames == ["Sheet1"]
+    rows = list(book["Sheet1"].iter_rows(values_only=True))
+    assert rows[0] == ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units", "Estimated Emotion")
+    clips = {(c["subject"], c["clip"]): c for c in manifest["clips"] if c["database"] == "casme2"}
+    assert len(rows) - 1 == len(clips)
+    kinds = set()
+    for subject, filename, blank1, onset, apex, offset, blank2, aus, emotion in rows[1:]:
+        kinds.add(type(subject))
+        clip = clips[(f"sub{int(subject):02d}", filename)]
+        assert blank1 is None and blank2 is None
+        assert (onset, offset) == (clip["onset"], clip["offset"])
+        assert apex == clip["annotated_apex"] and emotion == clip["emotion"] == emotion.lower()
+        assert re.fullmatch(r"[LR]?\d+(\+[LR]?\d+)*", aus)
+    assert kinds == {str, int}  # Subject as text "01" and as the number 2
+    apexes = [r[4] for r in rows[1:]]
+    assert "/" in apexes and any(r[4] == r[3] for r in rows[1:])  # sub04/EP12_01f and sub05/EP09_05f quirks
+    assert {"others", "disgust", "repression", "happiness", "surprise"} <= {r[8] for r in rows[1:]}
+
+
+def test_samm_workbook(tiny, manifest):
+    book = openpyxl.load_workbook(tiny.roots["samm"] / "SAMM_Micro_FACS_Codes_v2.xlsx")
+    assert book.sheetnames == ["MICRO_ONLY"]
+    rows = list(book["MICRO_ONLY"].iter_rows(values_only=True))
+    header = (
+        "Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration", "Micro",
+        "Action Units", "Estimated Emotion", "Objective Classes", "Notes",
+    )
+    assert rows[13] == header  # 13 note rows, the header on row 14
+    assert all(r[0] != "Subject" and all(c is None for c in r[1:]) for r in rows[:13])  # notes in column A only
+    assert sum(r[0] is not None for r in rows[:13]) >= 10
+    clips = {c["clip"]: c for c in manifest["clips"] if c["database"] == "samm"}
+    assert len(rows) - 14 == len(clips)
+    for subject, filename, inducement, onset, apex, offset, duration, micro, aus, emotion, objective, _ in rows[14:]:
+        clip = clips[filename]
+        assert subject == clip["subject"] and re.fullmatch(r"\d{3}", subject)  # text '006'
+        assert filename.startswith(f"{subject}_{inducement}_")
+        assert (onset, apex, offset) == (clip["onset"], clip["annotated_apex"], clip["offset"])
+        assert duration == offset - onset + 1 and micro == "Micro" and 1 <= objective <= 7
+        assert emotion == emotion.capitalize()
+    emotions = {r[9] for r in rows[14:]}
+    assert "Other" in emotions and {"Happiness", "Surprise"} <= emotions
+    # the apex of one listed clip lies outside its frames, as SAMM 028_4_1 and 032_3_1
+    outside = [c for c in clips.values() if c["quirk"] == "apex_outside"]
+    assert outside and all(c["annotated_apex"] > c["first_frame"] + c["num_frames"] - 1 for c in outside)
+
+
+def test_megc_list(tiny, manifest):
+    raw = tiny.ground_truth.read_bytes()
+    assert raw.endswith(b"\r\n") and b"\n" not in raw.replace(b"\r\n", b"")
+    rows = [line.split(",") for line in raw.decode().split("\r\n")[:-1]]
+    assert len(rows) == tiny.listed == 30 and all(len(r) == 4 for r in rows)
+    assert [r[0] for r in rows] == sorted((r[0] for r in rows), key=["casme2", "smic", "samm"].index)
+    by_key = {tuple(c["megc"][:3]): c for c in manifest["clips"] if c["megc"]}
+    for db, subject, filename, label in rows:
+        clip = by_key[(db, subject, filename)]
+        assert int(label) == clip["label"] == MEGC_MAP[db][clip["emotion"]]
+        if db == "smic":
+            assert re.fullmatch(r"s\d\d", subject) and filename.startswith(subject + "_")
+            assert clip["subject"] == f"s{int(subject[1:])}"
+        elif db == "samm":
+            assert subject == str(int(clip["subject"])) and not subject.startswith("0")
+        else:
+            assert re.fullmatch(r"sub\d\d", subject)
+    dropped = [c for c in manifest["clips"] if c["megc"] is None]
+    assert {c["emotion"] for c in dropped} >= {"others", "Other"}
+
+
+# ----------------------------------------------------------------------------- determinism, resume, command
+def test_same_seed_same_bytes(tiny, base_faces, tmp_path):
+    again = generate_synthetic_dataset(tmp_path / "again", "tiny", 0, workers=1, faces=base_faces)
+    assert _tree_digest(again.root) == _tree_digest(tiny.root)
+
+
+def test_resume_redoes_only_missing_clips_and_refusals(tiny, tmp_path, monkeypatch, base_faces, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(tiny.root, out)
+    victim = tiny.plan.clips[5]
+    shutil.rmtree(out / victim.relative_dir())
+    (out / ".partial" / "junk").mkdir(parents=True)  # what a killed run leaves
+    (out / "synthetic_manifest.json").unlink()
+    # a non-empty folder is refused without a flag, and a foreign one even with --overwrite
+    with pytest.raises(MieInputError, match="not empty"):
+        generate_synthetic_dataset(out, "tiny", 0, faces=base_faces)
+    with pytest.raises(MieInputError, match="seed 0"):
+        generate_synthetic_dataset(out, "tiny", 1, resume=True, faces=base_faces)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep me")
+    with pytest.raises(MieInputError, match="not written by mie"):
+        generate_synthetic_dataset(foreign, "tiny", 0, overwrite=True, faces=base_faces)
+    assert (foreign / "thesis.tex").read_text() == "keep me"
+    assert main(["--out", str(foreign), "--profile", "tiny"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--out", str(foreign), "--overwrite", "--resume"])
+
+    # the command resumes: one clip rendered, the rest kept, same bytes as a full run
+    monkeypatch.setattr("modeling_mie.synthetic.load_base_faces", lambda *a, **k: base_faces)
+    picture = tmp_path / "clip.png"
+    assert main(["--out", str(out), "--profile", "tiny", "--resume", "--picture", str(picture)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("mie synthetic: profile tiny, seed 0")
+    assert "1 clips rendered, 34 kept" in printed
+    assert _tree_digest(out) == _tree_digest(tiny.root)
+    assert picture.is_file()
+
+
+# ----------------------------------------------------------------------------- locality, signal
+def _energies(frames, clip, dlib68):
+    """Mean squared apex-onset difference inside the clip's AU regions and outside them."""
+    from modeling_mie import MieConfig
+
+    config = MieConfig()
+    f = frames.astype(np.float32)
+    if f.ndim == 4:
+        f = f.mean(axis=3)
+    energy = (f[clip["apex_index"]] - f[clip["onset_index"]]) ** 2
+    inside = np.zeros(energy.shape, bool)
+    aus = {a for a, _, _ in clip["action_units"]}
+    for box, region in zip(region_boxes(dlib68, config), config.regions):
+        if aus & set(region["action_units"]):
+            x0, y0, x1, y1 = np.round(box).astype(int)
+            inside[max(y0, 0) : y1, max(x0, 0) : x1] = True
+    return float(energy[inside].mean()), float(energy[~inside].mean())
+
+
+def _read_clip(root: Path, clip: dict) -> np.ndarray:
+    folder = root / clip["path"]
+    return np.stack([cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED) for name in clip["frames"]])
+
+
+@pytest.mark.parametrize("label", [0, 1, 2])
+def test_motion_is_local_to_the_regions_of_its_action_units(tiny, manifest, label):
+    # clips as written (noise, drift, flicker, JPEG), without blinks: those move the eyes on purpose
+    clips = [c for c in manifest["clips"] if c["label"] == label and c["megc"] and not c["blink"]]
+    assert len(clips) >= 4
+    pairs = [_energies(_read_clip(tiny.root, c), c, np.array(c["dlib68"])) for c in clips]
+    inside, outside = np.array(pairs).T
+    ratios = inside / outside
+    assert inside.sum() > 4 * outside.sum(), ratios
+    assert np.median(ratios) > 2.5 and ratios.min() > 1.2, ratios
+
+
+def test_expression_dominates_the_nuisances_in_its_regions(tiny, manifest, base_faces):
+    """What the model must learn from is the largest temporal change inside the regions."""
+    plan = tiny.plan
+    keys = [c["key"] for c in manifest["clips"] if c["megc"] and not c["blink"]]
+    expression, nuisance = 0.0, 0.0
+    for key in keys:
+        clip = plan.clip(key)
+        record = next(c for c in manifest["clips"] if c["key"] == key)
+        clean, d = render_synthetic_clip(plan, clip, base_faces, nuisances=False)
+        still = dataclasses.replace(clip, action_units=[])
+        noisy, _ = render_synthetic_clip(plan, still, base_faces, nuisances=True)
+        expression += _energies(clean, record, d)[0]
+        nuisance += _energies(noisy, record, d)[0]
+    assert expression > 3 * nuisance, (expression, nuisance)
+
+
+def test_picture_of_a_clip(tiny, tmp_path):
+    path = draw_synthetic_clip(tiny.root, tmp_path / "pic" / "clip.png", clip="casme2/sub01/EP19_07")
+    image = cv2.imread(str(path))
+    assert image.shape == (PANEL_SIZE + 44, 4 * PANEL_SIZE + 30, 3)
+    assert path.stat().st_size > 20_000
+    # the difference panel is dark except where the face moved
+    diff_panel = image[42 : 42 + PANEL_SIZE, 6 + 3 * (PANEL_SIZE + 6) : 6 + 3 * (PANEL_SIZE + 6) + PANEL_SIZE]
+    onset_panel = image[42 : 42 + PANEL_SIZE, 6 : 6 + PANEL_SIZE]
+    assert diff_panel.mean() < onset_panel.mean() / 3
+    with pytest.raises(MieInputError, match="No clip"):
+        draw_synthetic_clip(tiny.root, tmp_path / "x.png", clip="casme2/sub99/EP01_01")
+
+
+# ----------------------------------------------------------------------------- loaders
+def test_round_trip_through_the_loaders(tiny, manifest, tmp_path):
+    from modeling_mie import load_casme2, load_megc2019, load_samm, load_smic
+
+    cache = tmp_path / "hf"
+    truth = {c["key"]: c for c in manifest["clips"] if c["kind"] == "micro"}
+    loaded = {
+        "casme2": load_casme2(tiny.roots["casme2"], cache_dir=cache),
+        "samm": load_samm(tiny.roots["samm"], cache_dir=cache),
+        "smic": load_smic(tiny.roots["smic"], cache_dir=cache),
+    }
+    for database, rows in loaded.items():
+        assert len(rows) == sum(c["database"] == database for c in truth.values()), database
+        for row in rows:
+            clip = truth[f"{row['subject']}/{row['clip']}"]
+            assert row["num_frames"] == clip["num_frames"]
+            assert [Path(p).name for p in row["frames"]] == clip["frames"]
+            assert (row["onset"], row["offset"]) == (clip["onset"], clip["offset"])
+            assert row["onset_index"] == clip["onset_index"] and row["offset_index"] == clip["offset_index"]
+            assert row["label"] == MEGC_MAP[database].get(clip["emotion"], -1)
+            assert row["action_units"] == ([] if database == "smic" else sorted({a for a, _, _ in clip["action_units"]}))
+            if clip["annotated_apex"] == "/" or database == "smic":
+                assert row["apex_source"] == "middle"  # no apex annotated
+            elif clip["quirk"] == "apex_outside":
+                assert row["apex_source"] == "clamped" and row["apex_index"] == clip["num_frames"] - 1
+            else:
+                assert row["apex_source"] == "annotated" and row["apex"] == clip["annotated_apex"]
+                if clip["quirk"] != "apex_is_onset":
+                    assert row["apex_index"] == clip["apex_index"]
+    composite = load_megc2019(
+        casme2=tiny.roots["casme2"], samm=tiny.roots["samm"], smic=tiny.roots["smic"],
+        ground_truth=tiny.ground_truth, strict=True, cache_dir=cache,
+    )
+    assert len(composite) == 30 and composite.missing_clips == []
+    listed = {tuple(c["megc"][:3]): int(c["megc"][3]) for c in manifest["clips"] if c["megc"]}
+    assert {(r["database"], r["megc_subject"], r["megc_filename"]): r["label"] for r in composite} == listed
+    assert len(set(composite["subject"])) == 9
