@@ -106,7 +106,8 @@ def main() -> None:
 
     best = min(totals)
     print(f"best: {args.frames / best:.0f} frames/s ({1e3 * best:.0f} ms)")
-    print(f"frames_per_s={args.frames / statistics.median(totals):.0f} landmark_ms={1e3 * statistics.median(marks):.1f}")
+    median_total, median_landmarks = statistics.median(totals), statistics.median(marks)
+    print(f"frames_per_s={args.frames / median_total:.0f} landmark_ms={1e3 * median_landmarks:.1f}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
@@ -18,7 +16,7 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from .configuration_mie import MieConfig
 from .errors import MieInputError
-from .landmarks import DEFAULT_DETECT_MAX_SIDE, MEDIAPIPE_TO_DLIB68, FaceLandmarks, MieFaceLandmarker, to_rgb_uint8
+from .landmarks import DEFAULT_DETECT_MAX_SIDE, MEDIAPIPE_TO_DLIB68, FaceLandmarks, MieFaceLandmarker
 from .video import Clip, ClipReader, VideoLimits, is_image_path, open_clip
 
 logger = logging.getLogger(__name__)
@@ -679,6 +677,7 @@ class MieProcessor(BaseImageProcessor):
 
     # -- one clip --------------------------------------------------------------------------
     def _process_clip(self, clip, landmarks, boxes, fps, opts) -> dict:
+        """Read, landmark and crop one clip; returns its crops and provenance (see `_assemble`)."""
         started = time.perf_counter()
         reader = open_clip(clip, opts["video_limits"], fps)
         with reader:
@@ -697,7 +696,6 @@ class MieProcessor(BaseImageProcessor):
                 stack = frames
             else:
                 stack, offset = self._stream(reader, given, opts, info)
-                given = info["geometry"]
             num_source = stack.shape[0]
             if num_source < opts["min_frames"]:
                 raise self._too_short(reader.source, num_source, opts)
@@ -708,7 +706,9 @@ class MieProcessor(BaseImageProcessor):
                     f"{opts['max_frames']}."
                 )
             boxes_in_stack = info["region_boxes"] - np.array([offset[0], offset[1], offset[0], offset[1]])
-            crop_args = (boxes_in_stack, self.region_crop_sizes, self.crop_size, self.num_channels, reader.channel_order)
+            crop_args = (
+                boxes_in_stack, self.region_crop_sizes, self.crop_size, self.num_channels, reader.channel_order
+            )
             if opts["frame_sampling"] == "interpolate":
                 low = np.floor(positions).astype(np.int64)
                 high = np.minimum(low + 1, num_source - 1)
@@ -722,7 +722,8 @@ class MieProcessor(BaseImageProcessor):
                 full = len(indices) == num_source
                 crops = crop_regions(stack, *crop_args, frame_indices=None if full else indices)
             notes = list(reader.notes) + info["notes"]
-        logger.debug("%s: %d frames cropped in %.1f ms", reader.source, len(positions), 1e3 * (time.perf_counter() - started))
+        elapsed_ms = 1e3 * (time.perf_counter() - started)
+        logger.debug("%s: %d frames cropped in %.1f ms", reader.source, len(positions), elapsed_ms)
         return {
             "crops": crops,
             "positions": positions,
@@ -850,9 +851,8 @@ class MieProcessor(BaseImageProcessor):
                 landmark_source=given["kind"],
             )
             info["notes"].extend(given["notes"])
-        inside = (
-            (region_boxes[:, 0] < width) & (region_boxes[:, 2] > 0) & (region_boxes[:, 1] < height) & (region_boxes[:, 3] > 0)
-        )
+        inside = (region_boxes[:, 0] < width) & (region_boxes[:, 2] > 0)
+        inside &= (region_boxes[:, 1] < height) & (region_boxes[:, 3] > 0)
         if not inside.any():
             raise MieInputError(
                 f"All region boxes {region_boxes.tolist()} lie outside the {width} x {height} frames of "
@@ -910,7 +910,6 @@ class MieProcessor(BaseImageProcessor):
             count += 1
         if union is None:  # the clip ended before a face was found
             self._no_face(reader.source, brightness)
-        info["geometry"] = given
         return stack[:count], (union[0], union[1])
 
     # -- batch -----------------------------------------------------------------------------
@@ -923,7 +922,8 @@ class MieProcessor(BaseImageProcessor):
             pixel_values = np.zeros(shape, np.float32)
             for i, r in enumerate(results):
                 # one pass: uint8 -> float32 and the scaling together
-                np.multiply(r["crops"], np.float32(opts["rescale_factor"]), out=pixel_values[i, : len(r["crops"])], casting="unsafe")
+                target = pixel_values[i, : len(r["crops"])]
+                np.multiply(r["crops"], np.float32(opts["rescale_factor"]), out=target, casting="unsafe")
         else:
             pixel_values = np.zeros(shape, np.uint8)
             for i, r in enumerate(results):

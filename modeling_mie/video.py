@@ -254,7 +254,11 @@ def frame_sort_key(name: str) -> tuple:
 def list_frame_files(folder: str | os.PathLike) -> list[Path]:
     """The image files of a frame folder, ordered by the integers in their names."""
     folder = Path(folder)
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
     return sorted(files, key=lambda p: frame_sort_key(p.name))
 
 

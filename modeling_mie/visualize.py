@@ -34,7 +34,9 @@ def _require_cv2():
     return cv2
 
 
-def score_colors(scores: Sequence[float], vmin: float | None = None, vmax: float | None = None) -> list[tuple[int, int, int]]:
+def score_colors(
+    scores: Sequence[float], vmin: float | None = None, vmax: float | None = None
+) -> list[tuple[int, int, int]]:
     """RGB colours for scores on OpenCV's perceptually uniform "inferno" map (dark = low).
 
     Scores are scaled linearly from `vmin` (default min(0, scores)) to `vmax` (default the
@@ -110,7 +112,10 @@ def draw_regions(
         if len(scores) != count:
             raise MieInputError(f"{count} boxes but {len(scores)} scores; give one score per box.")
     if colors is None:
-        colors = score_colors(scores) if scores is not None else [REGION_COLORS[i % len(REGION_COLORS)] for i in range(count)]
+        if scores is not None:
+            colors = score_colors(scores)
+        else:
+            colors = [REGION_COLORS[i % len(REGION_COLORS)] for i in range(count)]
     elif len(colors) != count:
         raise MieInputError(f"{count} boxes but {len(colors)} colours; give one colour per box.")
     if fill_alpha is None:
