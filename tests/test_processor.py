@@ -381,12 +381,19 @@ def test_black_clip_says_black(processor, tmp_path):
     assert "first 10 frame" in str(err.value)
 
 
-def test_face_found_in_a_later_frame(processor, astronaut):
+def test_face_found_in_a_later_frame(processor, astronaut, tmp_path):
     clip = np.stack([np.zeros_like(astronaut), np.zeros_like(astronaut), astronaut, astronaut])
     out = processor(clip)
     assert out["landmark_frame"].tolist() == [2] and out["num_source_frames"].tolist() == [4]
     with pytest.raises(MieInputError, match="first 2 frame"):
         processor(clip, landmark_search_frames=2)
+    # the streaming path (files) keeps the frames it searched and crops them with the same boxes
+    for i, frame in enumerate(clip):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    streamed = processor(tmp_path)
+    assert streamed["landmark_frame"].tolist() == [2] and streamed["frame_mask"].sum() == 4
+    np.testing.assert_array_equal(streamed["pixel_values"], out["pixel_values"])
+    assert (streamed["pixel_values"][0, :2] == 0).all() and streamed["pixel_values"][0, 2:].max() > 0.5
 
 
 def test_one_frame_policy(processor, astronaut, tmp_path):
