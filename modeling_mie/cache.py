@@ -327,7 +327,9 @@ def build_region_cache(
     _remove_stale_temporaries(failed_dir)
     features = crop_features(len(processor.regions), processor.num_channels, processor.crop_size)
 
-    meta = dataset.remove_columns([c for c in ("pixel_values",) if c in dataset.column_names]).to_list()
+    # a dataset that already carries crop columns (e.g. a cache fed back in) gets fresh ones
+    stale = [c for c in features if c in dataset.column_names]
+    meta = (dataset.remove_columns(stale) if stale else dataset).to_list()
     tasks, plans = [], []
     for row in meta:
         try:
@@ -378,7 +380,7 @@ def build_region_cache(
         logger.warning("%s. They are left out; see dataset.failed_clips.", message)
     if not parts:
         raise MieInputError(f"Region cache: none of the {len(plans)} clips could be cropped; see the warnings above.")
-    meta_features = _stored_features(dataset.features)
+    meta_features = _stored_features({k: v for k, v in dataset.features.items() if k not in stale})
     metadata = Dataset.from_list(kept, features=meta_features)
     crops = concatenate_datasets(parts)
     out = concatenate_datasets([metadata, crops], axis=1)
@@ -466,7 +468,6 @@ def _stored_features(features):
     from datasets import Features, List, Value
 
     out = dict(features)
-    out.pop("pixel_values", None)
     out["num_frames"] = Value("int32")
     out["source_num_frames"] = Value("int32")
     out["frame_indices"] = List(Value("int32"))

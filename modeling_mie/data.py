@@ -605,9 +605,13 @@ def _annotated_scan(
         if not frames:
             problems.append(ClipProblem(database, subject_dir, filename, f"no frames (image files) in {folder}"))
             continue
-        onset = _frame_cell(rec["onset"], "the onset frame", where)
-        apex = _frame_cell(rec["apex"], "the apex frame", where)
-        offset = _frame_cell(rec["offset"], "the offset frame", where)
+        try:
+            onset = _frame_cell(rec["onset"], "the onset frame", where)
+            apex = _frame_cell(rec["apex"], "the apex frame", where)
+            offset = _frame_cell(rec["offset"], "the offset frame", where)
+        except MieInputError as exc:  # one clip's bad cell: strict=False can still skip it
+            problems.append(ClipProblem(database, subject_dir, filename, str(exc)))
+            continue
         for what, value in (("onset", onset), ("offset", offset)):
             if value is None:
                 logger.warning("%s: no %s frame; using the %s frame of the folder.", where, what, "first" if what == "onset" else "last")
@@ -686,6 +690,11 @@ def load_casme2(root, annotations=None, *, strict: bool = True, cache_dir=None):
     (first file = onset). The apex `/` of sub04/EP12_01f becomes the middle frame, flagged by
     `apex_estimated`. Labels map the emotion (`EMOTION_TO_CLASS`): fear, sadness and others
     have none. 200 fps.
+
+    Returns:
+        `datasets.Dataset` (features `clip_features()`), rows in workbook order. Attribute
+        `problems`: the `ClipProblem`s left out with strict=False (attributes do not survive
+        `map`/`filter`: read it right away).
 
     Raises:
         MieInputError: root or workbook missing, workbook columns not as expected, clips not readable

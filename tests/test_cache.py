@@ -182,6 +182,9 @@ def test_metadata_is_joined_fresh(dataset, processor, tmp_path, monkeypatch):
     counter = _Counter(monkeypatch)
     cached = build_region_cache(relabelled, processor, tmp_path / "cache", progress=False)
     assert counter.calls == [] and cached["label"] == [2, 2, 2]
+    # a cache fed back in (it carries crop columns already) resolves to the same clip files
+    again = build_region_cache(cached, processor, tmp_path / "cache", progress=False)
+    assert counter.calls == [] and again["cache_key"] == cached["cache_key"]
 
 
 def test_two_processes(dataset, processor, tmp_path):

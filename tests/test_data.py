@@ -297,10 +297,14 @@ def test_onset_offset_outside_frames(tmp_path):
 
 
 def test_bad_frame_cells_and_duplicates(tmp_path):
-    clip = fx.Clip(2, "EP01_01", range(10, 15), "happiness", 10, "peak", 14, "12")
-    fx.write_casme2(tmp_path / "c", [clip])
+    bad = fx.Clip(2, "EP01_01", range(10, 15), "happiness", 10, "peak", 14, "12")
+    good = fx.Clip(2, "EP02_01", range(10, 15), "happiness", 10, 12, 14, "12")
+    fx.write_casme2(tmp_path / "c", [bad, good])
     with pytest.raises(MieInputError, match="row 2: the apex frame 'peak' is not a frame number"):
         load_casme2(tmp_path / "c")
+    # one clip's bad cell does not cost the others with strict=False
+    lenient = load_casme2(tmp_path / "c", strict=False, cache_dir=tmp_path / "hf")
+    assert lenient["clip"] == ["EP02_01"] and [p.clip for p in lenient.problems] == ["EP01_01"]
     clip = fx.Clip(2, "EP01_01", range(10, 15), "happiness", 10, 12, 14, "12")
     tree = fx.write_casme2(tmp_path / "d", [clip])
     shutil.copy(tree / "sub02" / "EP01_01" / "img11.jpg", tree / "sub02" / "EP01_01" / "img011.jpg")
