@@ -59,6 +59,7 @@ class MieProcessorKwargs(TypedDict, total=False):
     min_face_size: float
     detect_max_side: int
     video_limits: dict
+    face_landmarker_path: str  # used, never saved (a local path means nothing on the Hub)
 
 
 # ------------------------------------------------------------------------------ geometry

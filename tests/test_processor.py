@@ -450,8 +450,9 @@ def test_auto_classes_load_the_saved_processor(tmp_path):
         assert loaded.num_frames == 12 and loaded.frame_sampling == "uniform"
         assert loaded.geometry() == geometry_from_config(config)
         assert loaded.crop_size == config.crop_size
-    override = AutoImageProcessor.from_pretrained(folder, num_frames=5)
-    assert override.num_frames == 5
+    override = AutoImageProcessor.from_pretrained(folder, num_frames=5, face_landmarker_path="/elsewhere.task")
+    assert override.num_frames == 5 and override._face_landmarker_path == "/elsewhere.task"
+    assert "elsewhere" not in override.to_json_string()
 
 
 def test_geometry_cannot_drift_from_the_model_config(tmp_path, caplog):
