@@ -8,8 +8,16 @@ import math
 from transformers import PretrainedConfig
 
 # The six "active patches" of the paper, as rectangles in the 240 x 280 (width x height) face
-# canvas of the authors' public code (DESIGN.md section 1). "left"/"right" are as seen in the
-# image (viewer's left), which is the subject's right side.
+# canvas of the authors' public code (DESIGN.md section 1), with the paper's crop sizes
+# (100x80, 100x80, 120x80, 60x60, 60x60, 160x60). "left"/"right" are as seen in the image
+# (viewer's left), which is the subject's right side.
+#
+# Positions adapted to MediaPipe landmarks: the authors placed the eye boxes at y 20-100 and the
+# mouth at y 180-240 for dlib points. With MediaPipe's points and a centred fit, the brow tops
+# land at canvas y 1-11 and the mouth at y 160-207 (astronaut, open smile) / 172-201 (Grace
+# Hopper): the paper's boxes would cut off the brows that AU1/AU2 raise and the upper lip and
+# lip corners that AU10/AU12 move. Both are moved 20 px up, same sizes: eyes y 0-80, mouth
+# y 160-220, which hold the brows and every mouth point of both test faces.
 #
 # `emotions`: the emotions a region answers to; for any other emotion the region's stage-1 label
 # is "not me". The default follows where the facial action units of each emotion act: brows and
@@ -24,13 +32,13 @@ from transformers import PretrainedConfig
 DEFAULT_REGIONS: tuple[dict, ...] = (
     {
         "name": "left_eye",
-        "box": [0, 20, 100, 100],
+        "box": [0, 0, 100, 80],
         "emotions": ["negative", "surprise"],
         "action_units": [1, 2, 4, 5, 6, 7, 41, 42, 43, 44, 45, 46, 61, 62, 63, 64],
     },
     {
         "name": "right_eye",
-        "box": [140, 20, 240, 100],
+        "box": [140, 0, 240, 80],
         "emotions": ["negative", "surprise"],
         "action_units": [1, 2, 4, 5, 6, 7, 41, 42, 43, 44, 45, 46, 61, 62, 63, 64],
     },
@@ -54,7 +62,7 @@ DEFAULT_REGIONS: tuple[dict, ...] = (
     },
     {
         "name": "mouth",
-        "box": [40, 180, 200, 240],
+        "box": [40, 160, 200, 220],
         "emotions": ["negative", "positive", "surprise"],
         "action_units": [10, 12, 13, 14, 15, 16, 17, 18, 20, 22, 23, 24, 25, 26, 27, 28],
     },

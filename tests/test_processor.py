@@ -88,13 +88,10 @@ def test_regions_on_real_faces(processor, request, face):
     # each eye box holds its eye (dlib 36-41: image-left eye), the nose box the nose tip
     assert _inside(dlib[36:42], boxes[LEFT_EYE]).all() and _inside(dlib[42:48], boxes[RIGHT_EYE]).all()
     assert _inside(dlib[[30, 33]], boxes[NOSE]).all()
-    # The mouth box spans the mouth from corner to corner and holds the lower lip. With the
-    # paper's rectangle (canvas y 180-240 of 280) the upper lip of these faces sits a few
-    # canvas pixels above the box, so only the lower half of the mouth points is required.
-    mouth = dlib[48:68]
-    assert boxes[MOUTH, 0] <= mouth[:, 0].min() and mouth[:, 0].max() < boxes[MOUTH, 2]
-    assert _inside(dlib[[55, 56, 57, 58, 59, 65, 66, 67]], boxes[MOUTH]).all()
-    assert _inside(mouth, boxes[MOUTH]).sum() >= 8
+    # the mouth box holds every mouth point (lip corners, both lips), and each eye box holds
+    # most of its brow, which AU1/AU2 raise (configuration_mie: positions for MediaPipe points)
+    assert _inside(dlib[48:68], boxes[MOUTH]).all()
+    assert _inside(dlib[17:22], boxes[LEFT_EYE]).sum() >= 4 and _inside(dlib[22:27], boxes[RIGHT_EYE]).sum() >= 4
 
 
 def test_several_faces_take_the_largest_and_say_so(processor, astronaut, grace_hopper):
@@ -468,7 +465,7 @@ def test_geometry_cannot_drift_from_the_model_config(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="modeling_mie.processing_mie"):
         loaded = MieProcessor.from_pretrained(folder)
     assert "disagrees with config.json" in caplog.text and "crop_scale" in caplog.text
-    assert loaded.crop_scale == 0.5 and loaded.num_channels == 3 and loaded.regions[0]["box"] == [0, 20, 100, 100]
+    assert loaded.crop_scale == 0.5 and loaded.num_channels == 3 and loaded.regions[0]["box"] == config.regions[0]["box"]
     frames = np.zeros((2, 300, 300, 3), np.uint8)
     out = loaded(frames, boxes=[[0, 0, 50, 40]] * 6)
     assert out["pixel_values"].shape[2:] == (config.num_regions, config.num_channels, *config.crop_size)
