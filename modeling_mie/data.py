@@ -913,7 +913,7 @@ def read_megc2019_ground_truth(path=None) -> list[GroundTruthClip]:
             repeated clip.
     """
     if path is None:
-        text = resources.files(__package__).joinpath("data", GROUND_TRUTH_RESOURCE).read_text(encoding="utf-8")
+        text = resources.files(__package__).joinpath("resources", GROUND_TRUTH_RESOURCE).read_text(encoding="utf-8")
         source = f"the shipped {GROUND_TRUTH_RESOURCE}"
     else:
         path = Path(path).expanduser()
@@ -1082,7 +1082,7 @@ _SHIPPED_DIGEST: str | None = None
 def _shipped_digest() -> str:
     global _SHIPPED_DIGEST
     if _SHIPPED_DIGEST is None:
-        data = resources.files(__package__).joinpath("data", GROUND_TRUTH_RESOURCE).read_bytes()
+        data = resources.files(__package__).joinpath("resources", GROUND_TRUTH_RESOURCE).read_bytes()
         _SHIPPED_DIGEST = hashlib.sha256(data).hexdigest()
     return _SHIPPED_DIGEST
 

@@ -17,9 +17,9 @@ from .errors import MieInputError
 logger = logging.getLogger(__name__)
 
 # The card template. The repository root holds `model_card.md` (the name DESIGN.md fixes); the
-# package renders this byte-identical copy, shipped as package data (`data/*.md`), so a
+# package renders this byte-identical copy, shipped as package data (`resources/*.md`), so a
 # checkout and an installed wheel render the same card. tests/test_hub.py keeps the two equal.
-TEMPLATE_RESOURCE = "data/model_card.md"
+TEMPLATE_RESOURCE = "resources/model_card.md"
 
 # Display names of the database keys that loaders, metrics and results use.
 DATABASE_NAMES: dict[str, str] = {"smic": "SMIC", "casme2": "CASME II", "samm": "SAMM"}

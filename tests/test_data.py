@@ -365,7 +365,7 @@ def megc_cache(tmp_path_factory):
 
 
 def test_shipped_list_is_the_official_one():
-    shipped = resources.files("modeling_mie").joinpath("data", "megc2019_3class_gt.csv").read_bytes()
+    shipped = resources.files("modeling_mie").joinpath("resources", "megc2019_3class_gt.csv").read_bytes()
     assert shipped == fx.OFFICIAL_LIST.read_bytes()
     assert hashlib.md5(shipped).hexdigest() == "ed429a7d56fbf800d5aeecdedec21a7a"
     assert shipped.count(b"\r\n") == 442

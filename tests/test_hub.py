@@ -62,8 +62,8 @@ def model_folder(tmp_path_factory, tiny_config_factory) -> Path:
 def test_template_copy_in_package_matches_repository_root():
     root = (REPO / "model_card.md").read_bytes()
     assert default_template_path().read_bytes() == root, (
-        "modeling_mie/data/model_card.md differs from model_card.md: "
-        "run `cp model_card.md modeling_mie/data/model_card.md`."
+        "modeling_mie/resources/model_card.md differs from model_card.md: "
+        "run `cp model_card.md modeling_mie/resources/model_card.md`."
     )
 
 
