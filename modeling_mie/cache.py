@@ -392,6 +392,26 @@ def build_region_cache(
     return out
 
 
+def read_cached_crops(cache_path, keys) -> list[np.ndarray]:
+    """The stored uint8 crops (frames, regions, channels, height, width) of clips by `cache_key`.
+
+    For worker processes that get the cache folder and the keys rather than the dataset (a LOSO
+    fold in another process or on another machine with the same file system).
+    """
+    from datasets import Dataset
+
+    clips_dir = Path(cache_path) / "clips"
+    out = []
+    for key in keys:
+        path = clips_dir / f"{key}.arrow"
+        if not path.exists():
+            raise MieInputError(f"Region cache {cache_path} has no clip {key}; build the cache again (build_region_cache).")
+        ds = Dataset.from_file(str(path))
+        ds.set_format("numpy", columns=["pixel_values"], dtype=np.uint8)
+        out.append(np.ascontiguousarray(ds[0]["pixel_values"]))
+    return out
+
+
 def _reason(path: Path) -> dict:
     try:
         return {"reason": json.loads(path.read_text())["reason"]}
@@ -474,4 +494,4 @@ def _stored_features(features):
     return Features(out)
 
 
-__all__ = ["CACHE_FORMAT", "build_region_cache", "cache_settings", "crop_features", "select_frames"]
+__all__ = ["CACHE_FORMAT", "build_region_cache", "cache_settings", "crop_features", "read_cached_crops", "select_frames"]

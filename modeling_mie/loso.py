@@ -1,0 +1,500 @@
+"""Leave-one-subject-out runs: data, folds (local processes or Ray), resumable results, final model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .configuration_mie import MieConfig
+from .errors import MieInputError
+from .metrics import ClipPrediction, confusion_matrix, format_scores_table, megc_scores, per_fold_accuracy, write_megc_log
+from .training import TRAINING_PRESETS, ClipTensors, TrainingSchedule, fold_seed, train_model
+
+logger = logging.getLogger(__name__)
+
+DATASET_NAMES = ("casme2", "samm", "smic", "synthetic")
+RUN_FILE = "run.json"
+FOLDS_DIR = "folds"
+MODEL_DIR = "model"
+
+
+# ---------------------------------------------------------------------------- data
+@dataclass
+class LosoData:
+    """The clips of a run, cropped, and what they are."""
+
+    rows: list[dict]  # loader rows (labels, subjects, clip ids, stored frame indices)
+    cache_path: str  # the region-crop cache folder the crops come from
+    description: str  # a sentence for the banner and the model card
+    summary: dict  # counts per database and class
+    missing: list[dict] = field(default_factory=list)  # listed clips not found on disk
+    failed: list[dict] = field(default_factory=list)  # clips the processor could not crop
+    synthetic: bool = False
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({r["subject"] for r in self.rows})
+
+
+def parse_dataset_specs(specs: Sequence[str]) -> dict[str, Path]:
+    """`["casme2=/data/CASME2", ...]` -> {"casme2": Path(...)}; clear errors for bad specs."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        name = name.strip().lower()
+        if not sep or not path:
+            raise MieInputError(f"--dataset takes NAME=PATH (e.g. casme2=/data/CASME2); got {spec!r}.")
+        if name not in DATASET_NAMES:
+            raise MieInputError(f"Unknown dataset {name!r} in --dataset {spec}; allowed names are {list(DATASET_NAMES)}.")
+        if name in out:
+            raise MieInputError(f"--dataset {name}= is given twice; give each database once.")
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise MieInputError(f"--dataset {name}={path}: the folder does not exist. Give the root of your copy.")
+        out[name] = path
+    if not out:
+        raise MieInputError("Give at least one --dataset NAME=PATH (casme2, samm, smic or synthetic).")
+    if "synthetic" in out and len(out) > 1:
+        raise MieInputError("--dataset synthetic=PATH cannot be mixed with real databases; run them separately.")
+    return out
+
+
+def load_rows(datasets: dict[str, Path], megc2019: bool):
+    """Loader rows with a 3-class label, a description and missing clips."""
+    from . import data as mie_data
+
+    if "synthetic" in datasets:
+        root = datasets["synthetic"]
+        ground_truth = root / "combined_3class_gt.csv"
+        if not ground_truth.is_file():
+            raise MieInputError(
+                f"{root} is not a synthetic dataset folder (no combined_3class_gt.csv); make one with "
+                "`python -m modeling_mie.synthetic --out DIR --profile megc2019`."
+            )
+        ds = mie_data.load_megc2019(
+            casme2=root / "CASME2", samm=root / "SAMM", smic=root / "SMIC", ground_truth=ground_truth
+        )
+        description = (
+            f"synthetic micro-expression clips made by `modeling_mie.synthetic` from two public-domain "
+            f"photos, in the SMIC / CASME II / SAMM layouts ({root.name})"
+        )
+        return ds, description, list(getattr(ds, "missing_clips", [])), True
+    if megc2019:
+        ds = mie_data.load_megc2019(
+            casme2=datasets.get("casme2"), samm=datasets.get("samm"), smic=datasets.get("smic")
+        )
+        names = " + ".join(n for n in ("smic", "casme2", "samm") if n in datasets)
+        description = f"MEGC 2019 composite, official 3-class list ({names})"
+        return ds, description, list(getattr(ds, "missing_clips", [])), False
+    from datasets import concatenate_datasets
+
+    loaders = {"casme2": mie_data.load_casme2, "samm": mie_data.load_samm, "smic": mie_data.load_smic}
+    parts = [loaders[name](path) for name, path in datasets.items()]
+    ds = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    ds = ds.filter(lambda label: label >= 0, input_columns="label")
+    names = " + ".join(datasets)
+    description = f"{names}, emotions mapped to negative / positive / surprise (MEGC 2019 mapping of each workbook)"
+    return ds, description, [], False
+
+
+def prepare_data(
+    datasets: dict[str, Path],
+    megc2019: bool,
+    config: MieConfig,
+    cache_dir: Path,
+    num_proc: int = 1,
+    max_frames: int | None = None,
+) -> LosoData:
+    """Load the databases, crop every clip once into the region cache, and describe the data."""
+    from . import data as mie_data
+    from .cache import build_region_cache
+    from .processing_mie import MieProcessor
+
+    ds, description, missing, synthetic = load_rows(datasets, megc2019)
+    if len(ds) == 0:
+        raise MieInputError(f"No labelled clips found in {', '.join(map(str, datasets.values()))}.")
+    processor = MieProcessor.from_config(config)
+    cache = build_region_cache(ds, processor, cache_dir, num_proc=num_proc, max_frames=max_frames, progress=True)
+    failed = list(getattr(cache, "failed_clips", []))
+    rows = [dict(r) for r in cache.remove_columns(["pixel_values"]).with_format(None)]
+    summary = mie_data.summarize_clips(cache.remove_columns(["pixel_values"]))
+    return LosoData(rows, str(cache.cache_path), description, summary, missing, failed, synthetic)
+
+
+_CLIP_CACHE: dict[tuple, list[ClipTensors]] = {}
+
+
+def load_clip_tensors(cache_path: str, rows: Sequence[dict], config: MieConfig, use_action_units: bool = True) -> list[ClipTensors]:
+    """The cached crops of `rows` as `ClipTensors` (kept per process: folds of one worker share them)."""
+    from .cache import read_cached_crops
+    from .data import clip_region_labels
+
+    key = (cache_path, tuple(r["cache_key"] for r in rows), use_action_units)
+    if key not in _CLIP_CACHE:
+        _CLIP_CACHE.clear()
+        crops = read_cached_crops(cache_path, [r["cache_key"] for r in rows])
+        _CLIP_CACHE[key] = [
+            ClipTensors(
+                crops=torch.from_numpy(c),
+                label=int(r["label"]),
+                region_labels=clip_region_labels(r, config, use_action_units=use_action_units),
+                subject=r["subject"],
+                database=r["database"],
+                clip_id=r["megc_filename"] or r["clip"],
+                list_subject=r["megc_subject"] or r["subject"].split("/", 1)[-1],
+                onset=int(r["onset_index"]),
+                apex=int(r["apex_index"]),
+                offset=int(r["offset_index"]),
+            )
+            for r, c in zip(rows, crops)
+        ]
+    return _CLIP_CACHE[key]
+
+
+# ---------------------------------------------------------------------------- folds
+@dataclass
+class FoldSpec:
+    """Everything a worker needs to run one fold (picklable, no tensors)."""
+
+    key: str  # the held-out subject key, e.g. "casme2/sub01"
+    output_dir: str
+    cache_path: str
+    rows: list[dict]
+    config: dict
+    schedule: dict
+    seed: int
+    threads: int
+    use_action_units: bool = True
+    show_progress: bool = False
+
+
+def fold_file(output_dir: Path, key: str) -> Path:
+    return Path(output_dir) / FOLDS_DIR / (key.replace("/", "__") + ".json")
+
+
+def run_fold(spec: FoldSpec) -> dict:
+    """Train on every subject but `spec.key`, predict that subject's clips, write the fold file.
+
+    The file is written atomically at the end: a fold killed midway leaves nothing, and a
+    finished fold is never redone by `--resume`.
+    """
+    torch.set_num_threads(max(1, spec.threads))
+    config = MieConfig.from_dict(spec.config)
+    schedule = TrainingSchedule(**spec.schedule)
+    clips = load_clip_tensors(spec.cache_path, spec.rows, config, spec.use_action_units)
+    train = [c for c in clips if c.subject != spec.key]
+    test = [c for c in clips if c.subject == spec.key]
+    if not test:
+        raise MieInputError(f"Fold {spec.key}: no clip of this subject in the data.")
+    progress = _stage_bars(spec.key) if spec.show_progress else None
+    start = time.perf_counter()
+    try:
+        outcome = train_model(config, train, schedule, fold_seed(spec.seed, spec.key), progress, test_clips=test)
+    finally:
+        if progress is not None:
+            progress.close()
+    predictions = outcome.probabilities.argmax(1).tolist()
+    result = {
+        "fold": spec.key,
+        "database": test[0].database,
+        "list_subject": test[0].list_subject,
+        "seed": fold_seed(spec.seed, spec.key),
+        "train_clips": len(train),
+        "test_clips": len(test),
+        # the proof of an honest fold: the subjects whose clips each stage read
+        "stage1_subjects": outcome.stage1.subjects,
+        "stage2_subjects": outcome.stage2.subjects,
+        "finetune_subjects": outcome.finetune.subjects if schedule.finetune_epochs > 0 else [],
+        "focal_alpha": outcome.focal_alpha,
+        "losses": {
+            "stage1_cnn": outcome.stage1.losses,
+            "stage2_temporal": outcome.stage2.losses,
+            "finetune": outcome.finetune.losses,
+        },
+        "seconds": {
+            "stage1_cnn": outcome.stage1.seconds,
+            "features": outcome.features_seconds,
+            "stage2_temporal": outcome.stage2.seconds,
+            "finetune": outcome.finetune.seconds,
+            "total": time.perf_counter() - start,
+        },
+        "predictions": [
+            {
+                "clip": c.clip_id,
+                "label": c.label,
+                "prediction": int(p),
+                "probabilities": [round(float(x), 6) for x in probs],
+            }
+            for c, p, probs in zip(test, predictions, outcome.probabilities)
+        ],
+    }
+    path = fold_file(Path(spec.output_dir), spec.key)
+    _atomic_write_json(path, result)
+    write_megc_log(path.with_suffix(".log"), _fold_predictions(result))
+    return result
+
+
+class _stage_bars:
+    """tqdm bars per stage of one fold (epochs, with ETA)."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, stage: str, step: int, total: int, info: dict) -> None:
+        from tqdm.auto import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=f"  {self.key} {stage}", unit="epoch", leave=False)
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _fold_predictions(result: dict) -> list[ClipPrediction]:
+    return [
+        ClipPrediction(result["database"], result["list_subject"], p["clip"], p["label"], p["prediction"])
+        for p in result["predictions"]
+    ]
+
+
+def run_folds(
+    specs: Sequence[FoldSpec],
+    workers: int = 1,
+    ray_address: str | None = None,
+    on_done: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Run folds in this process, in `workers` local processes, or as Ray tasks.
+
+    Each fold writes its own file, so every path gives the same outputs; results come back in
+    the order of `specs`.
+    """
+    if not specs:
+        return []
+    results: dict[str, dict] = {}
+
+    def done(result):
+        results[result["fold"]] = result
+        if on_done is not None:
+            on_done(result)
+
+    if ray_address:
+        _run_with_ray(specs, ray_address, done)
+    elif workers <= 1:
+        for spec in specs:
+            done(run_fold(spec))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        # spawn: a fresh interpreter per worker, safe with torch's and MediaPipe's threads
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            pending = {pool.submit(run_fold, spec) for spec in specs}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done(future.result())
+    return [results[s.key] for s in specs]
+
+
+def _run_with_ray(specs: Sequence[FoldSpec], address: str, done: Callable[[dict], None]) -> None:
+    try:
+        import ray
+    except ImportError as err:
+        raise MieInputError(
+            "--ray needs Ray: pip install 'modeling_mie[ray]' (or 'ray>=2.30') on this machine and every node."
+        ) from err
+    started_here = not ray.is_initialized()
+    if started_here:
+        # "local" starts a Ray instance on this machine; any other value is a cluster address
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    try:
+        remote = ray.remote(run_fold)
+        refs = {remote.options(num_cpus=max(1, s.threads)).remote(s): s.key for s in specs}
+        pending = list(refs)
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            for ref in finished:
+                done(ray.get(ref))
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------------- results
+def collect_results(output_dir: Path, fold_keys: Sequence[str]) -> list[dict]:
+    out = []
+    for key in fold_keys:
+        path = fold_file(output_dir, key)
+        if path.is_file():
+            out.append(json.loads(path.read_text()))
+    return out
+
+
+def summarise_run(output_dir: Path, folds: Sequence[dict], label_names: Sequence[str], extra: dict) -> dict:
+    """Write results.json, results.md, predictions.log (MEGC format) and confusion_matrix.png."""
+    output_dir = Path(output_dir)
+    predictions = [p for f in folds for p in _fold_predictions(f)]
+    num_classes = len(label_names)
+    scores = megc_scores(predictions, num_classes)
+    matrix = confusion_matrix([p.label for p in predictions], [p.prediction for p in predictions], num_classes)
+    accuracy = per_fold_accuracy(predictions)
+    seconds = {k: float(sum(f["seconds"][k] for f in folds)) for k in folds[0]["seconds"]}
+    results = {
+        "scores": scores,
+        "labels": list(label_names),
+        "confusion_matrix": matrix.tolist(),
+        "per_fold_accuracy": {f"{db}/{subject}": acc for (db, subject), acc in accuracy.items()},
+        "folds": len(folds),
+        "clips": len(predictions),
+        "seconds": seconds,
+        **extra,
+    }
+    _atomic_write_json(output_dir / "results.json", results)
+    write_megc_log(output_dir / "predictions.log", predictions)
+    _atomic_write_text(output_dir / "results.md", results_markdown(results))
+    plot_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png", title=extra.get("data", ""))
+    return results
+
+
+def results_markdown(results: dict) -> str:
+    lines = [
+        "# LOSO results",
+        "",
+        f"{results['folds']} folds (one per subject), {results['clips']} clips; UF1 and UAR on the predictions "
+        "pooled over all folds (MEGC 2019), per database on its share of the same run.",
+        "",
+    ]
+    if results.get("data"):
+        lines += [f"Data: {results['data']}", ""]
+    if results.get("preset"):
+        lines += [f"Preset: `{results['preset']}`", ""]
+    lines.append(format_scores_table(results["scores"]))
+    labels = results["labels"]
+    lines += ["", "Confusion matrix (rows: ground truth, columns: prediction)", ""]
+    lines.append("| | " + " | ".join(labels) + " |")
+    lines.append("|---|" + "---:|" * len(labels))
+    for name, row in zip(labels, results["confusion_matrix"]):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    accs = results["per_fold_accuracy"]
+    lines += ["", "Per-fold accuracy (diagnosis only; never used to pick anything)", "", "| fold | accuracy |", "|---|---:|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in sorted(accs.items())]
+    return "\n".join(lines) + "\n"
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=120)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{matrix[i, j]}\n{share[i, j]:.0%}", ha="center", va="center",
+                    color="white" if share[i, j] > 0.55 else "black", fontsize=9)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title("LOSO confusion matrix" + (f"\n{title[:60]}" if title else ""), fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- run identity
+def run_identity(config: MieConfig, schedule: TrainingSchedule, rows: Sequence[dict], seed: int, use_action_units: bool) -> dict:
+    """What makes two runs the same: resuming is refused when any of it changed."""
+    clips = sorted(f"{r['subject']}|{r['clip']}|{r['label']}|{r['cache_key']}" for r in rows)
+    return {
+        "config": _digest(config.to_dict()),
+        "schedule": asdict(schedule),
+        "clips": _digest(clips),
+        "seed": seed,
+        "use_action_units": use_action_units,
+    }
+
+
+def check_or_write_run(output_dir: Path, identity: dict, resume: bool) -> int:
+    """Create the run file, or check it matches when resuming. Returns the finished folds."""
+    output_dir = Path(output_dir)
+    path = output_dir / RUN_FILE
+    finished = sorted((output_dir / FOLDS_DIR).glob("*.json")) if (output_dir / FOLDS_DIR).is_dir() else []
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if not resume:
+            raise MieInputError(
+                f"{output_dir} already holds a run ({len(finished)} finished folds). Pass --resume to continue it, "
+                "or choose another --output-dir."
+            )
+        if saved["identity"] != identity:
+            changed = sorted(k for k in identity if saved["identity"].get(k) != identity[k])
+            raise MieInputError(
+                f"--resume: the run in {output_dir} was made with other settings ({', '.join(changed)} differ). "
+                "Resume with the same data, preset, flags and seed, or choose another --output-dir."
+            )
+        return len(finished)
+    if finished and not resume:
+        raise MieInputError(f"{output_dir} holds fold files but no {RUN_FILE}; choose an empty --output-dir.")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / FOLDS_DIR).mkdir(exist_ok=True)
+    _atomic_write_json(path, {"identity": identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return 0
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(path: Path, obj) -> None:
+    _atomic_write_text(path, json.dumps(obj, indent=1))
+
+
+__all__ = [
+    "FoldSpec",
+    "LosoData",
+    "TRAINING_PRESETS",
+    "check_or_write_run",
+    "collect_results",
+    "fold_file",
+    "load_clip_tensors",
+    "parse_dataset_specs",
+    "prepare_data",
+    "run_fold",
+    "run_folds",
+    "run_identity",
+    "summarise_run",
+]

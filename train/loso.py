@@ -1,0 +1,349 @@
+"""Leave-one-subject-out training and MEGC 2019 evaluation of the region CNN + LSTM, and a Hub-ready model.
+
+    python train/loso.py --dataset casme2=/data/CASME2 --dataset samm=/data/SAMM \\
+        --dataset smic=/data/SMIC --megc2019 --output-dir runs/megc2019 [--preset fast|paper]
+        [--folds casme2/sub01 ...] [--workers N | --ray ADDRESS] [--resume] [--seed N]
+        [--push-to-hub ORG/NAME]
+
+    python train/loso.py --dataset synthetic=data/synthetic --output-dir runs/synthetic
+
+One fold per subject: both stages (region CNNs on single frames with region labels, then the
+region LSTMs and the fusion on the frozen CNN features) are fit on the other subjects only, and
+the held-out subject's clips are predicted once at the end. UF1 and UAR are computed on the
+predictions pooled over all folds, for the whole set and each database. Then one model is
+trained on every subject and written as a Hub-ready folder (weights, config, processor, code,
+model card with the LOSO figures). Killing the run loses at most the folds in progress:
+`--resume` continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+# The command runs from a checkout without installation too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modeling_mie.errors import MieInputError  # noqa: E402
+
+SCHEDULE_HELP = {
+    "stage1_epochs": "epochs of stage 1 (region CNNs)",
+    "stage1_batch_size": "frames per stage-1 batch",
+    "stage1_lr": "stage-1 Adam learning rate",
+    "stage1_frames": "frames per clip for stage 1, around the apex (0: every frame)",
+    "stage1_window": "half-width in frames of the stage-1 window around the apex",
+    "stage1_neutral_onset": "also train stage 1 on each onset frame labelled 'not me' (true/false)",
+    "stage2_epochs": "epochs of stage 2 (region LSTMs + fusion)",
+    "stage2_batch_size": "clips per stage-2 batch",
+    "stage2_lr": "stage-2 Adam learning rate",
+    "num_frames": "frames per clip for stage 2 and prediction, evenly spaced (0: every frame)",
+    "finetune_epochs": "epochs of an optional end-to-end fine-tune after stage 2 (0: none)",
+    "finetune_lr": "fine-tune Adam learning rate",
+    "weight_decay": "Adam weight decay in every stage",
+}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from modeling_mie.configuration_mie import PRESETS
+    from modeling_mie.training import TrainingSchedule
+
+    parser = argparse.ArgumentParser(
+        prog="python train/loso.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH", required=True,
+                      help="a database root: casme2=, samm=, smic= (repeat), or synthetic= (a folder made by "
+                      "python -m modeling_mie.synthetic)")
+    data.add_argument("--megc2019", action="store_true",
+                      help="use the official MEGC 2019 composite list (442 clips) instead of each workbook's labels")
+    data.add_argument("--cache-dir", type=Path, default=None,
+                      help="region-crop cache (default: $XDG_CACHE_HOME/mie/regions); shared between runs")
+    data.add_argument("--max-frames", type=int, default=None,
+                      help="store at most this many frames per clip in the cache (default: every frame)")
+    data.add_argument("--no-action-units", action="store_true",
+                      help="stage-1 region labels from the config's region table only, not the clips' own AUs")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output-dir", type=Path, required=True, help="where folds, results and the model go")
+    run.add_argument("--preset", choices=sorted(PRESETS), default="fast",
+                     help="model sizes and training schedule: fast (CPU) or paper (the paper's)")
+    run.add_argument("--folds", nargs="+", default=None, metavar="SUBJECT",
+                     help="run only these folds (subject keys such as casme2/sub01 or samm/006)")
+    run.add_argument("--workers", type=int, default=1, help="folds run in parallel in local processes")
+    run.add_argument("--threads", type=int, default=None, help="torch threads per fold (default: cores / workers)")
+    run.add_argument("--ray", metavar="ADDRESS", default=None,
+                     help="run folds on a Ray cluster (ADDRESS, or 'local' to start one here); needs modeling_mie[ray] "
+                     "and a file system shared by all nodes for --output-dir and --cache-dir")
+    run.add_argument("--resume", action="store_true", help="continue a run in --output-dir, skipping finished folds")
+    run.add_argument("--seed", type=int, default=0, help="seed of every random choice (results are repeatable on CPU)")
+    run.add_argument("--final", dest="final", action="store_true", default=True,
+                     help="after the folds, train one model on every subject and write a Hub-ready folder (default)")
+    run.add_argument("--no-final", dest="final", action="store_false", help="skip the final model")
+    run.add_argument("--push-to-hub", metavar="ORG/NAME", default=None, help="upload the final model folder to the Hub")
+    run.add_argument("--hub-token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
+    run.add_argument("--private", action="store_true", help="create the Hub repository as private")
+
+    sched = parser.add_argument_group("training schedule (defaults from --preset)")
+    for f in fields(TrainingSchedule):
+        kind = _bool if f.type in ("bool", bool) else (float if f.type in ("float", float) else int)
+        sched.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
+                           help=SCHEDULE_HELP.get(f.name, f.name))
+    model = parser.add_argument_group("model (defaults from --preset)")
+    model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any MieConfig field, VALUE as JSON (e.g. --set crop_scale=0.75 "
+                       "--set num_channels=3 --set focal_gamma=1)")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    if args.ray and args.workers > 1:
+        parser.error("--ray and --workers are alternatives: Ray places the folds itself")
+    return args
+
+
+def build_config(args):
+    from modeling_mie import MieConfig
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise MieInputError(f"--set takes KEY=VALUE, got {item!r}.")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    try:
+        return MieConfig.from_preset(args.preset, **overrides)
+    except (ValueError, TypeError) as err:
+        raise MieInputError(f"--set: {err}") from err
+
+
+def build_schedule(args):
+    from modeling_mie.training import TRAINING_PRESETS, TrainingSchedule
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainingSchedule)}
+    return TRAINING_PRESETS[args.preset].updated(**overrides)
+
+
+def main(args) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from modeling_mie.landmarks import user_cache_dir
+    from modeling_mie.loso import (
+        FoldSpec,
+        check_or_write_run,
+        collect_results,
+        fold_file,
+        parse_dataset_specs,
+        prepare_data,
+        run_folds,
+        run_identity,
+        summarise_run,
+    )
+    from modeling_mie.metrics import format_scores_table
+
+    start = time.time()
+    output_dir = args.output_dir.expanduser().resolve()
+    datasets = parse_dataset_specs(args.dataset)
+    config = build_config(args)
+    schedule = build_schedule(args)
+    cores = os.cpu_count() or 1
+    threads = args.threads or max(1, cores // args.workers)
+    cache_dir = (args.cache_dir or user_cache_dir() / "regions").expanduser()
+
+    print(f"mie LOSO | preset {args.preset} | seed {args.seed} | output {output_dir}")
+    print(f"  data: {', '.join(f'{k}={v}' for k, v in datasets.items())}{' (MEGC 2019 list)' if args.megc2019 else ''}")
+    print(f"  cropping regions into the cache {cache_dir} (done once per geometry) ...")
+    data = prepare_data(datasets, args.megc2019, config, cache_dir, num_proc=max(args.workers, 1), max_frames=args.max_frames)
+    subjects = data.subjects
+    folds = subjects
+    if args.folds:
+        unknown = sorted(set(args.folds) - set(subjects))
+        if unknown:
+            raise MieInputError(
+                f"--folds {' '.join(unknown)}: no such subject in the data. Subjects are keys such as "
+                f"{', '.join(subjects[:4])} ..."
+            )
+        folds = [s for s in subjects if s in set(args.folds)]
+    device = "cpu" + (f" ({threads} threads per fold)")
+    runner = f"Ray at {args.ray}" if args.ray else f"{args.workers} local process{'es' if args.workers > 1 else ''}"
+    print(f"  {data.description}")
+    print(f"  {len(data.rows)} clips, {len(subjects)} subjects; {len(folds)} folds on {runner}; device {device}")
+    for db, counts in data.summary.get("databases", {}).items():
+        print(f"    {db}: {counts}")
+    if data.missing:
+        print(f"  WARNING: {len(data.missing)} listed clips are not on disk (see results.json: missing_clips)")
+    if data.failed:
+        print(f"  WARNING: {len(data.failed)} clips could not be cropped and are left out (results.json: failed_clips)")
+    print(f"  schedule: {json.dumps(asdict(schedule))}")
+
+    identity = run_identity(config, schedule, data.rows, args.seed, not args.no_action_units)
+    check_or_write_run(output_dir, identity, args.resume)
+    _write_json(output_dir / "config_used.json", {
+        "model_config": config.to_dict(),
+        "schedule": asdict(schedule),
+        "preset": args.preset,
+        "seed": args.seed,
+        "command": [sys.executable, *sys.argv],
+        "data": data.description,
+    })
+
+    todo = [k for k in folds if not fold_file(output_dir, k).is_file()]
+    if len(todo) < len(folds):
+        print(f"  resuming: {len(folds) - len(todo)} folds already finished")
+    specs = [
+        FoldSpec(
+            key=k, output_dir=str(output_dir), cache_path=data.cache_path, rows=data.rows,
+            config=config.to_dict(), schedule=asdict(schedule), seed=args.seed, threads=threads,
+            use_action_units=not args.no_action_units, show_progress=args.workers == 1 and not args.ray,
+        )
+        for k in todo
+    ]
+    bar = tqdm(total=len(folds), initial=len(folds) - len(todo), desc="folds", unit="fold")
+
+    def on_done(result):
+        acc = sum(p["label"] == p["prediction"] for p in result["predictions"]) / result["test_clips"]
+        bar.set_postfix_str(f"{result['fold']}: {acc:.2f} acc, {result['seconds']['total']:.0f} s")
+        bar.update(1)
+
+    try:
+        run_folds(specs, workers=args.workers, ray_address=args.ray, on_done=on_done)
+    finally:
+        bar.close()
+
+    results = collect_results(output_dir, folds)
+    extra = {
+        "data": data.description,
+        "preset": args.preset,
+        "seed": args.seed,
+        "schedule": asdict(schedule),
+        "summary": data.summary,
+        "missing_clips": data.missing,
+        "failed_clips": data.failed,
+        "fold_keys": folds,
+    }
+    label_names = [config.id2label[i] for i in range(config.num_labels)]
+    summary = summarise_run(output_dir, results, label_names, extra)
+    print()
+    print(format_scores_table(summary["scores"], title=f"LOSO, {len(results)} folds, {summary['clips']} clips"))
+    print(f"results: {output_dir / 'results.md'}, {output_dir / 'results.json'}, {output_dir / 'predictions.log'}")
+
+    if args.final:
+        model_dir = train_final_model(args, config, schedule, data, summary, output_dir, threads)
+        print(f"final model: {model_dir}")
+        if args.push_to_hub:
+            from modeling_mie.hub import push_folder_to_hub
+
+            url = push_folder_to_hub(model_dir, args.push_to_hub, token=args.hub_token, private=args.private)
+            print(f"pushed to the Hub: {url}")
+    print(f"done in {time.time() - start:.0f} s")
+    return 0
+
+
+def train_final_model(args, config, schedule, data, summary, output_dir: Path, threads: int) -> Path:
+    """One model on every subject: the published checkpoint (the LOSO figures describe how the
+    method generalises to new people; this model is trained with the same settings on all)."""
+    import torch
+
+    from modeling_mie.hub import render_model_card, validate_model_folder
+    from modeling_mie.loso import MODEL_DIR, load_clip_tensors
+    from modeling_mie.processing_mie import MieProcessor
+    from modeling_mie.training import fold_seed, train_model
+
+    model_dir = output_dir / MODEL_DIR
+    if args.resume and (model_dir / "model.safetensors").is_file() and (model_dir / "README.md").is_file():
+        print("  final model already trained (resume)")
+        return model_dir
+    torch.set_num_threads(threads)
+    clips = load_clip_tensors(data.cache_path, data.rows, config, not args.no_action_units)
+    print(f"  training the final model on all {len(clips)} clips of {len(data.subjects)} subjects ...")
+    outcome = train_model(config, clips, schedule, fold_seed(args.seed, "final"))
+    tmp_dir = output_dir / f".{MODEL_DIR}.partial"
+    if tmp_dir.exists():
+        import shutil
+
+        shutil.rmtree(tmp_dir)
+    outcome.model.save_pretrained(tmp_dir)
+    MieProcessor.from_config(outcome.model.config).save_pretrained(tmp_dir)
+    model_id = args.push_to_hub or f"local/{output_dir.name}"
+    card = render_model_card(
+        summary["scores"],
+        model_id=model_id,
+        data_description=data.description,
+        protocol=(
+            f"Leave-one-subject-out over {len(data.subjects)} subjects: both stages fit on the other subjects only; "
+            "UF1 and UAR on the predictions pooled over all folds (MEGC 2019)."
+        ),
+        preset=args.preset,
+        config=outcome.model.config,
+        training=asdict(schedule),
+        limitations=_limitations(data),
+        synthetic=data.synthetic,
+    )
+    (tmp_dir / "README.md").write_text(card, encoding="utf-8")
+    problems = validate_model_folder(tmp_dir)
+    if problems:
+        raise MieInputError("The final model folder is incomplete: " + "; ".join(problems))
+    if model_dir.exists():
+        import shutil
+
+        shutil.rmtree(model_dir)
+    os.replace(tmp_dir, model_dir)
+    return model_dir
+
+
+def _limitations(data) -> str:
+    text = (
+        "Micro-expression databases are small (hundreds of clips from a few dozen people, mostly young adults "
+        "filmed in a lab under controlled light) and posed against a neutral baseline; expect lower accuracy on "
+        "other people, cameras, lighting and spontaneous behaviour. The model sees six fixed boxes from landmarks "
+        "found on the first usable frame: large head movement during a clip moves the face out of its boxes. "
+        "Three classes only (negative, positive, surprise)."
+    )
+    if data.missing:
+        text += f" {len(data.missing)} clips of the list were missing on disk and are not in the evaluation."
+    return text
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def cli(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return main(args)
+    except MieInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished folds are kept in {args.output_dir}; run the same command with --resume to continue.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
