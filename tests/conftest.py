@@ -90,3 +90,12 @@ def grace_hopper() -> np.ndarray:
 
     with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as img:
         return np.asarray(img.convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_tiny(tmp_path_factory, landmarker_path):
+    """The synthetic `tiny` profile (seed 0) in the real database layouts, generated once per
+    session: 30 labelled clips of 9 subjects (3 SMIC-like, 3 CASME II-like, 3 SAMM-like)."""
+    from modeling_mie.synthetic import generate_synthetic_dataset
+
+    return generate_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "tiny", "tiny", 0, workers=1)

@@ -1,0 +1,144 @@
+"""`python train/loso.py` end to end on the synthetic tiny profile: outputs, honesty, resume, workers, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modeling_mie.metrics import read_megc_log
+
+REPO = Path(__file__).resolve().parents[1]
+SUBJECTS = [f"casme2/sub0{i}" for i in (1, 2, 3)] + [f"samm/00{i}" for i in (6, 7, 9)] + [f"smic/s{i}" for i in (1, 2, 3)]
+# a short schedule: the test checks the machinery, not accuracy
+QUICK = ["--stage1-epochs", "2", "--stage2-epochs", "8", "--num-frames", "8", "--threads", "1"]
+
+
+def loso(*args, check=True):
+    env = {**os.environ, "PYTHONPATH": ""}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train" / "loso.py"), *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def full_run(synthetic_tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("loso") / "run"
+    cache = tmp_path_factory.mktemp("cache")
+    proc = loso("--dataset", f"synthetic={synthetic_tiny.root}", "--output-dir", out, "--cache-dir", cache, *QUICK)
+    return out, cache, proc
+
+
+def test_every_output_file_is_written(full_run):
+    out, _, proc = full_run
+    assert "mie LOSO | preset fast" in proc.stdout and "9 subjects; 9 folds" in proc.stdout
+    assert "| full | 30 | 9 |" in proc.stdout
+    for name in ("run.json", "config_used.json", "results.json", "results.md", "predictions.log", "confusion_matrix.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for key in SUBJECTS:
+        stem = key.replace("/", "__")
+        assert (out / "folds" / f"{stem}.json").is_file() and (out / "folds" / f"{stem}.log").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert results["folds"] == 9 and results["clips"] == 30
+    assert set(results["scores"]) == {"full", "casme2", "samm", "smic"}
+    assert sum(map(sum, results["confusion_matrix"])) == 30
+    assert len(read_megc_log(out / "predictions.log")) == 30
+    used = json.loads((out / "config_used.json").read_text())
+    assert used["schedule"]["stage1_epochs"] == 2 and used["model_config"]["model_type"] == "mie"
+    assert "| full | 30 | 9 |" in (out / "results.md").read_text()
+
+
+def test_no_held_out_subject_reaches_either_stage(full_run):
+    out, _, _ = full_run
+    for key in SUBJECTS:
+        fold = json.loads((out / "folds" / (key.replace("/", "__") + ".json")).read_text())
+        others = sorted(set(SUBJECTS) - {key})
+        assert fold["fold"] == key
+        assert fold["stage1_subjects"] == others, key
+        assert fold["stage2_subjects"] == others, key
+        assert fold["train_clips"] + fold["test_clips"] == 30
+
+
+def test_final_model_folder_is_hub_ready_and_loads(full_run):
+    out, _, _ = full_run
+    from modeling_mie.hub import validate_model_folder
+
+    model_dir = out / "model"
+    assert validate_model_folder(model_dir) == []
+    card = (model_dir / "README.md").read_text()
+    assert "SYNTHETIC" in card.upper() and "model-index" in card
+    from huggingface_hub import ModelCard
+
+    results = json.loads((out / "results.json").read_text())
+    metrics = {(r.dataset_config, r.metric_type): r.metric_value for r in ModelCard.load(model_dir / "README.md").data.eval_results}
+    assert metrics[("full", "uf1")] == pytest.approx(results["scores"]["full"]["uf1"], abs=1e-4)
+    from transformers import AutoImageProcessor, AutoModelForVideoClassification
+
+    model = AutoModelForVideoClassification.from_pretrained(model_dir)
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    assert model.config.crop_size == tuple(processor.crop_size)
+    assert model.temporal.feature_std.ne(1).any()  # stage 2 fitted its standardisation
+
+
+def test_resume_skips_finished_folds_and_redoes_a_lost_one(full_run, synthetic_tiny):
+    out, cache, _ = full_run
+    lost = out / "folds" / "samm__007.json"
+    before = json.loads(lost.read_text())
+    kept = out / "folds" / "casme2__sub01.json"
+    kept_mtime = kept.stat().st_mtime_ns
+    lost.unlink()
+    common = ["--dataset", f"synthetic={synthetic_tiny.root}", "--output-dir", out, "--cache-dir", cache, *QUICK]
+    # without --resume an existing run is refused, with a clear message and no traceback
+    refused = loso(*common, "--no-final", check=False)
+    assert refused.returncode == 2 and "--resume" in refused.stderr and "Traceback" not in refused.stderr
+    proc = loso(*common, "--resume", "--no-final")
+    assert "8 folds already finished" in proc.stdout
+    assert kept.stat().st_mtime_ns == kept_mtime
+    again = json.loads(lost.read_text())
+    assert again["predictions"] == before["predictions"]  # deterministic given the seed
+    # other settings: refused
+    changed = loso(*common, "--resume", "--no-final", "--seed", "7", check=False)
+    assert changed.returncode == 2 and "seed" in changed.stderr
+
+
+def test_parallel_workers_and_ray_give_the_same_folds(full_run, synthetic_tiny, tmp_path):
+    out, cache, _ = full_run
+    folds = ["casme2/sub02", "smic/s1"]
+    common = ["--dataset", f"synthetic={synthetic_tiny.root}", "--cache-dir", cache, "--folds", *folds, "--no-final", *QUICK]
+    loso(*common, "--output-dir", tmp_path / "workers", "--workers", "2")
+    import ray  # noqa: F401 - the `all` extra installs it; the Ray path is tested, not skipped
+    loso(*common, "--output-dir", tmp_path / "ray", "--ray", "local")
+    for key in folds:
+        name = key.replace("/", "__") + ".json"
+        reference = json.loads((out / "folds" / name).read_text())["predictions"]
+        assert json.loads((tmp_path / "workers" / "folds" / name).read_text())["predictions"] == reference
+        assert json.loads((tmp_path / "ray" / "folds" / name).read_text())["predictions"] == reference
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "celebA=/tmp"], "Unknown dataset"),
+        (["--dataset", "casme2=/no/such/folder"], "does not exist"),
+        (["--dataset", "casme2"], "NAME=PATH"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(tmp_path, args, message):
+    proc = loso(*args, "--output-dir", tmp_path / "out", check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_fold_is_refused(synthetic_tiny, full_run, tmp_path):
+    _, cache, _ = full_run
+    proc = loso("--dataset", f"synthetic={synthetic_tiny.root}", "--output-dir", tmp_path / "o", "--cache-dir", cache,
+                "--folds", "casme2/sub99", check=False)
+    assert proc.returncode == 2 and "no such subject" in proc.stderr
