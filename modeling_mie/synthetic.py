@@ -1041,16 +1041,8 @@ def _identity_affine(subject: SyntheticSubject, face: BaseFace, jitter) -> np.nd
     return np.hstack([linear, (target - linear @ centre)[:, None]])
 
 
-def _render_base(subject: SyntheticSubject, clip: SyntheticClip, face: BaseFace) -> tuple[np.ndarray, np.ndarray]:
-    """The subject's neutral frame for one clip and its landmarks.
-
-    Returns:
-        image: (H, W, 3) float32 RGB, or (H, W) for grey subjects, in grey levels 0-255.
-        dlib68: (68, 2) float64 landmarks in that frame, px.
-    """
-    import cv2
-
-    width, height = subject.frame_size
+def _identity_geometry(subject: SyntheticSubject, clip: SyntheticClip, face: BaseFace):
+    """Where the identity transform puts the face: (affine (2, 3), shape-warp anchors, dlib68 (68, 2) px)."""
     affine = _identity_affine(subject, face, clip.jitter)
     d = face.dlib68 @ affine[:, :2].T + affine[:, 2]
     if subject.mirror:
@@ -1064,6 +1056,21 @@ def _render_base(subject: SyntheticSubject, clip: SyntheticClip, face: BaseFace)
     p = d.copy()
     for _ in range(4):
         p = d + _field_at(shape_anchors, p)
+    return affine, shape_anchors, p
+
+
+def _render_base(subject: SyntheticSubject, clip: SyntheticClip, face: BaseFace) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's neutral frame for one clip and its landmarks.
+
+    Returns:
+        image: (H, W, 3) float32 RGB, or (H, W) for grey subjects, in grey levels 0-255.
+        dlib68: (68, 2) float64 landmarks in that frame, px.
+    """
+    import cv2
+
+    width, height = subject.frame_size
+    affine, shape_anchors, p = _identity_geometry(subject, clip, face)
+    ax = _axes(p)
     wx, wy = _field_grid(shape_anchors, (width, height))
     gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     inverse = cv2.invertAffineTransform(affine)
@@ -1185,16 +1192,22 @@ def _encode(frame: np.ndarray, database: str) -> bytes:
 _WORKER_FACES: dict[str, BaseFace] = {}
 
 
-def _init_worker(faces: dict[str, BaseFace]) -> None:
+def _init_worker(faces: dict[str, BaseFace], pool: bool = False) -> None:
     import cv2
 
-    # one OpenCV thread per process: the pool already uses every core
-    cv2.setNumThreads(1)
+    if pool:
+        import signal
+
+        # Ctrl-C is the parent's to handle (it terminates the pool and says how to resume); workers
+        # that also caught it would each print a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # one OpenCV thread per process: the pool already uses every core
+        cv2.setNumThreads(1)
     _WORKER_FACES.clear()
     _WORKER_FACES.update(faces)
 
 
-def _write_clip(task: tuple) -> tuple[str, int, int, list]:
+def _write_clip(task: tuple) -> tuple[str, list]:
     """Render one clip into a scratch folder, then move it into place in one rename.
 
     A clip folder in the tree is therefore always complete: a killed run leaves only scratch
@@ -1207,16 +1220,15 @@ def _write_clip(task: tuple) -> tuple[str, int, int, list]:
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
-    size = 0
     base, landmarks = _render_base(subject, clip, face)
     for name, frame in zip(clip.frame_names(), _animate(clip, subject, base, landmarks, True)):
-        data = _encode(frame, clip.database)
-        (scratch / name).write_bytes(data)
-        size += len(data)
+        (scratch / name).write_bytes(_encode(frame, clip.database))
     final = out / clip.relative_dir()
+    if final.exists():  # frames deleted by hand from a finished clip: it is redone whole
+        shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     os.rename(scratch, final)
-    return clip.key, clip.num_frames, size, np.round(landmarks, 2).tolist()
+    return clip.key, np.round(landmarks, 2).tolist()
 
 
 def _clip_done(out: Path, clip: SyntheticClip) -> bool:
@@ -1442,17 +1454,23 @@ def generate_synthetic_dataset(
     skipped = len(plan.clips) - len(todo)
     if skipped:
         logger.info("Resuming in %s: %d clips complete, %d to render.", out, skipped, len(todo))
-    # Landmarks of done clips are cheap to recompute (one base render each, no frames).
+    # Landmarks of done clips are recomputed from the geometry (no pixels).
     landmarks: dict[str, list] = {}
     todo_keys = {c.key for c in todo}
     for clip in plan.clips:
         if clip.key not in todo_keys:
             subject = plan.subject_of(clip)
-            landmarks[clip.key] = np.round(_render_base(subject, clip, faces[subject.face])[1], 2).tolist()
+            landmarks[clip.key] = np.round(_identity_geometry(subject, clip, faces[subject.face])[2], 2).tolist()
     workers = default_workers(plan) if workers is None else workers
     # longest first, so that the last clips to finish are short ones
     tasks = [(str(out), c, plan.subject_of(c)) for c in sorted(todo, key=lambda c: -c.num_frames * np.prod(plan.subject_of(c).frame_size))]
     by_key = {c.key: c for c in plan.clips}
+    done = 0
+    if progress is not None:  # clips kept from an earlier run count as done
+        for clip in plan.clips:
+            if clip.key not in todo_keys:
+                done += 1
+                progress(clip, done, len(plan.clips))
     done = skipped
     if workers <= 1 or len(tasks) <= 1:
         _init_worker(faces)
@@ -1462,10 +1480,10 @@ def generate_synthetic_dataset(
         import multiprocessing
 
         # spawn, not fork: the parent holds MediaPipe's and torch's threads, which fork does not copy safely
-        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), _init_worker, (faces,))
+        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), _init_worker, (faces, True))
         results = pool.imap_unordered(_write_clip, tasks, chunksize=1)
     try:
-        for key, _, _, points in results:
+        for key, points in results:
             landmarks[key] = points
             done += 1
             if progress is not None:

@@ -324,8 +324,9 @@ def test_same_seed_same_bytes(tiny, base_faces, tmp_path):
 def test_resume_redoes_only_missing_clips_and_refusals(tiny, tmp_path, monkeypatch, base_faces, capsys):
     out = tmp_path / "copy"
     shutil.copytree(tiny.root, out)
-    victim = tiny.plan.clips[5]
+    victim, damaged = tiny.plan.clips[5], tiny.plan.clips[20]
     shutil.rmtree(out / victim.relative_dir())
+    (out / damaged.relative_dir() / damaged.frame_names()[3]).unlink()
     (out / ".partial" / "junk").mkdir(parents=True)  # what a killed run leaves
     (out / "synthetic_manifest.json").unlink()
     # a non-empty folder is refused without a flag, and a foreign one even with --overwrite
@@ -344,13 +345,14 @@ def test_resume_redoes_only_missing_clips_and_refusals(tiny, tmp_path, monkeypat
     with pytest.raises(SystemExit):
         parse_args(["--out", str(foreign), "--overwrite", "--resume"])
 
-    # the command resumes: one clip rendered, the rest kept, same bytes as a full run
+    # the command resumes: the missing and the damaged clip are rendered, the rest kept, and the
+    # result has the same bytes as a full run
     monkeypatch.setattr("modeling_mie.synthetic.load_base_faces", lambda *a, **k: base_faces)
     picture = tmp_path / "clip.png"
     assert main(["--out", str(out), "--profile", "tiny", "--resume", "--picture", str(picture)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("mie synthetic: profile tiny, seed 0")
-    assert "1 clips rendered, 34 kept" in printed
+    assert "2 clips rendered, 33 kept" in printed
     assert _tree_digest(out) == _tree_digest(tiny.root)
     assert picture.is_file()
 
