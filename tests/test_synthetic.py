@@ -47,9 +47,9 @@ def base_faces(landmarker_path):
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory, base_faces):
-    """The tiny profile, seed 0, generated once per session."""
-    return generate_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "tiny", "tiny", 0, workers=1, faces=base_faces)
+def tiny(synthetic_tiny):
+    """The tiny profile, seed 0, generated once per session (shared with the LOSO tests)."""
+    return synthetic_tiny
 
 
 @pytest.fixture(scope="session")
