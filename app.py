@@ -1,0 +1,204 @@
+"""python app.py: the mie demo in the browser: upload a face clip, see its class and where the evidence is."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from modeling_mie import MieInputError  # noqa: E402
+from modeling_mie.app_support import MODEL_ENV, AppLimits, MieDemo, resolve_model  # noqa: E402
+
+logger = logging.getLogger("mie.app")
+
+REPO = Path(__file__).resolve().parent
+DEFAULT_MODEL = REPO / "checkpoints" / "mie-synthetic-megc2019"
+EXAMPLES_DIR = REPO / "examples"
+
+TITLE = "mie: facial micro-expression recognition"
+TAGLINE = (
+    "Upload a short video of one face. A region CNN + LSTM (Aouayeb et al., 2019) says whether it shows a "
+    "**negative**, **positive** or **surprise** micro-expression, and where on the face the evidence was."
+)
+HELP = """
+**Micro-expressions** are brief, involuntary facial movements, usually under half a second, that can
+betray an emotion a person is hiding. This model sorts one into the three classes of the MEGC 2019
+challenge: negative, positive, surprise.
+
+**How it reads a clip.** Six regions (both eyes with their brows, the nose, both cheeks, the mouth)
+are fixed on the first frame with a face and cut out of every frame; a small CNN per region and an
+LSTM over time read them.
+
+**What the pictures mean.**
+*Regions*: each box is coloured by its share of the evidence for the answer (bright = much, dark = little).
+*Heatmaps*: inside each region, where the model looked (Grad-CAM) at the moment that region's evidence
+was strongest; red is strong, blue is none, and a region with a small share stays blue.
+*Activity*: how far each region moved away from its look in the first frame, over time.
+"""
+CSS = """
+#mie-summary p { font-size: 1.05rem; }
+#mie-provenance p { font-size: 0.85rem; opacity: 0.85; }
+"""
+
+
+def build_demo(mie: MieDemo, examples_dir: Path = EXAMPLES_DIR, queue_size: int = 16, concurrency: int = 2) -> gr.Blocks:
+    """The Blocks of the app around a loaded `MieDemo`, with its queue configured (not launched)."""
+    limits = mie.limits
+
+    def predict(video):
+        """Classify one clip: (probabilities, summary, regions picture, heatmaps, activity, provenance)."""
+        try:
+            result = mie.predict(video)
+        except MieInputError as err:
+            logger.info("refused an upload: %s", err)
+            raise gr.Error(str(err), title="This clip cannot be analysed", print_exception=False) from None
+        except Exception:  # noqa: BLE001 - a bug must not show a stack trace to the visitor
+            logger.exception("predict failed")
+            raise gr.Error(
+                "Something went wrong inside the app while analysing this clip (details are in the server "
+                "log). Try another clip; if it keeps happening, report it together with the clip.",
+                title="Internal error",
+                print_exception=False,
+            ) from None
+        summary = result.summary + "".join(f"\n\n*{note}*" for note in result.notes)
+        return (
+            result.probabilities,
+            summary,
+            result.annotated_frame,
+            result.heatmaps,
+            pd.DataFrame(result.activity_columns()),
+            result.provenance,
+        )
+
+    with gr.Blocks(title="mie micro-expression demo", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(f"# {TITLE}\n{TAGLINE}")
+        if mie.synthetic:
+            gr.Markdown(f"⚠️ **Demo model.** {mie.provenance}")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                video = gr.Video(
+                    label="Face clip (upload or webcam)",
+                    sources=["upload", "webcam"],
+                    height=300,
+                )
+                with gr.Row():
+                    clear = gr.ClearButton(value="Clear")
+                    analyse = gr.Button("Analyse clip", variant="primary")
+                gr.Markdown(
+                    f"One face, well lit, looking at the camera from the first frames. This demo takes "
+                    f"{limits.describe()}; longer clips are sampled evenly."
+                )
+                examples = sorted(Path(examples_dir).glob("*.webm")) if examples_dir else []
+                if examples:
+                    gr.Examples(
+                        examples=[[str(p)] for p in examples],
+                        inputs=[video],
+                        example_labels=[f"{p.stem} (synthetic)" for p in examples],
+                        label="Examples: synthetic clips, one per class; click one, then Analyse",
+                        cache_examples=False,
+                    )
+                else:
+                    logger.warning("No example clips in %s; make them with `python -m modeling_mie.examples`.", examples_dir)
+                gr.Markdown(HELP)
+            with gr.Column(scale=3, min_width=420):
+                with gr.Row(equal_height=False):
+                    with gr.Column(min_width=240):
+                        probabilities = gr.Label(num_top_classes=3, label="Class probabilities")
+                        summary = gr.Markdown(
+                            "*The answer appears here after you press Analyse.*", label="Summary", elem_id="mie-summary"
+                        )
+                    regions = gr.Image(
+                        label="Regions: share of the evidence", type="numpy", height=340, min_width=240, buttons=["download"]
+                    )
+                heatmaps = gr.Gallery(
+                    label="Heatmaps: where in each region the evidence is, at its peak (Grad-CAM)",
+                    columns=3,
+                    height="auto",
+                    object_fit="contain",
+                )
+                activity = gr.LinePlot(
+                    x="time (s)",
+                    y="activity",
+                    color="region",
+                    # the block's label would push the chart's own legend out of its fixed-height box
+                    # (Gradio 6.31 clips it): the title goes inside the chart instead
+                    title="Activity: how far each region moved from the first frame",
+                    label="Activity over time",
+                    show_label=False,
+                    y_lim=[0, 1],
+                    height=280,
+                )
+                provenance = gr.Markdown("", label="Provenance", elem_id="mie-provenance")
+        outputs = [probabilities, summary, regions, heatmaps, activity, provenance]
+        clear.add([video, probabilities, regions, heatmaps, activity])
+        analyse.click(predict, inputs=video, outputs=outputs, api_name="predict")
+    demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
+    return demo
+
+
+def launch(demo: gr.Blocks, limits: AppLimits, host: str = "127.0.0.1", port: int = 7860, **kwargs):
+    """Start the server: uploads over `limits.max_file_mb` are refused by Gradio before they arrive."""
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=kwargs.pop("max_file_size", limits.max_file_bytes),
+        ssr_mode=False,  # server-side rendering needs Node.js; the client-side app is the same
+        theme=gr.themes.Soft(),
+        css=CSS,
+        **kwargs,
+    )
+
+
+def _display_name(model: str) -> str:
+    """The model as the provenance line shows it: relative to the repository when inside it."""
+    try:
+        return str(Path(model).resolve().relative_to(REPO))
+    except ValueError:
+        return model
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    defaults = AppLimits()
+    parser = argparse.ArgumentParser(description=__doc__.split(": ", 1)[-1])
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"model folder or Hub repo id (default: ${MODEL_ENV}, else the bundled {DEFAULT_MODEL.relative_to(REPO)})",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--max-file-mb", type=float, default=defaults.max_file_mb, help=f"largest upload in MB (default {defaults.max_file_mb:g})")
+    parser.add_argument("--max-duration", type=float, default=defaults.max_duration_s, help=f"longest clip in seconds (default {defaults.max_duration_s:g})")
+    parser.add_argument("--model-frames", type=int, default=None, help="frames per clip given to the model (default: as the checkpoint was trained)")
+    parser.add_argument("--queue-size", type=int, default=16, help="requests waiting at most (default 16)")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests processed at once (default 2)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    model = resolve_model(args.model, DEFAULT_MODEL)
+    try:
+        limits = AppLimits(max_file_mb=args.max_file_mb, max_duration_s=args.max_duration, model_frames=args.model_frames)
+        mie = MieDemo(model, limits, display_name=_display_name(model))
+    except (MieInputError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"mie demo: model {model} ({'synthetic' if mie.synthetic else 'see its model card'}); {limits.describe()}")
+    try:
+        launch(build_demo(mie, queue_size=args.queue_size, concurrency=args.concurrency), limits, args.host, args.port)
+    finally:
+        mie.close()  # MediaPipe's landmarker, closed before interpreter teardown
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

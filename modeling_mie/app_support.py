@@ -1,0 +1,572 @@
+"""The app's logic without its UI: load a model once, then classify and explain one uploaded clip.
+
+`app.py` (Gradio) is a thin layer over `MieDemo`: everything here is plain Python and numpy, so
+it can be tested, benchmarked and reused without a browser. A user's mistake (no video, an
+empty or unreadable file, no face, too large, too long) always raises `MieInputError` with a
+sentence a person can act on; the app shows it as `gr.Error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import MieInputError
+from .video import IMAGE_EXTENSIONS, VideoLimits
+
+logger = logging.getLogger(__name__)
+
+# Environment variable naming the model (a local folder or a Hub repo id) when `--model` is not
+# given; the bundled checkpoint is the default.
+MODEL_ENV = "MIE_MODEL"
+BUNDLED_MODEL = Path("checkpoints") / "mie-synthetic-megc2019"
+
+# The model card tag `modeling_mie.hub.render_model_card` writes for models trained on the
+# synthetic clips; the warning sentence it puts at the top of such cards is the fallback.
+SYNTHETIC_TAG = "synthetic-data"
+_SYNTHETIC_SENTENCE = re.compile(r"trained on\s+\W*synthetic", re.IGNORECASE)
+# A card's training table row `| num_frames | 32 |` (modeling_mie.hub): the frames per clip the
+# model was trained and evaluated on (0: every frame).
+_CARD_NUM_FRAMES = re.compile(r"^\|\s*num_frames\s*\|\s*(\d+)\s*\|", re.MULTILINE)
+
+SYNTHETIC_WARNING = (
+    "It was trained on synthetic clips (two public-domain photos animated with small, "
+    "action-unit-like movements), so it is not a real micro-expression recogniser: its answers "
+    "on real faces mean nothing."
+)
+
+
+# ------------------------------------------------------------------------------ limits
+@dataclass(frozen=True)
+class AppLimits:
+    """What one upload may cost. Over a hard limit the clip is refused with a message; a long clip
+    under the limits is sampled down to `model_frames` instead of refused.
+
+    Attributes:
+        max_file_mb: largest upload in MB (10^6 bytes); also given to Gradio's `launch`.
+        max_duration_s: longest clip in seconds (a micro-expression lasts under 0.5 s).
+        max_frames: most frames decoded (10 s at 200 fps).
+        max_frame_pixels: most pixels per frame (4K UHD).
+        model_frames: frames given to the model and the explanation, spread evenly over the clip;
+            None lets the checkpoint decide (`MieDemo.sampling`).
+        max_model_frames: cap on the frames given to the model when the checkpoint takes every
+            frame; bounds the time of one answer (Grad-CAM runs over all of them).
+    """
+
+    max_file_mb: float = 20.0
+    max_duration_s: float = 10.0
+    max_frames: int = 2000
+    max_frame_pixels: int = 3840 * 2160
+    model_frames: int | None = None
+    max_model_frames: int = 64
+
+    def __post_init__(self):
+        for name in ("max_file_mb", "max_duration_s", "max_frames", "max_frame_pixels", "max_model_frames"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"AppLimits.{name} must be a positive number, got {value!r}.")
+        if self.model_frames is not None and (not isinstance(self.model_frames, int) or self.model_frames < 2):
+            raise ValueError(f"AppLimits.model_frames must be None or an int >= 2, got {self.model_frames!r}.")
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1_000_000)
+
+    def video_limits(self) -> VideoLimits:
+        """The processor's own limits: the backstop for headers that lie about length."""
+        return VideoLimits(
+            max_file_bytes=self.max_file_bytes,
+            max_frames=int(self.max_frames),
+            max_duration_s=float(self.max_duration_s),
+            max_frame_pixels=int(self.max_frame_pixels),
+        )
+
+    def describe(self) -> str:
+        """One line for people: "clips up to 20 MB and 10 s"."""
+        return f"clips up to {self.max_file_mb:g} MB and {self.max_duration_s:g} s"
+
+
+# ------------------------------------------------------------------------------ results
+@dataclass
+class MieDemoResult:
+    """Everything the app shows for one clip.
+
+    Attributes:
+        probabilities: {label: probability}, summing to 1.
+        predicted: the most probable label.
+        annotated_frame: (H, W, 3) uint8 RGB, the frame the regions were fixed on (the first
+            with a face), cut to the face, boxes coloured by `region_importance`.
+        heatmaps: one (image (h, w, 3) uint8 RGB, caption) per region: Grad-CAM over that
+            region's own crop (no padding) at its peak frame, upscaled for display.
+        region_names: the model's region names, in order.
+        region_importance: (regions,) share of the evidence per region, summing to 1.
+        times_s: (frames,) time of every frame given to the model, seconds from the clip start
+            (source frame index where the frame rate is unknown).
+        region_activity: (frames, regions) in [0, 1], how far each region's CNN feature moved
+            from the first frame.
+        summary: one sentence: the answer and what was read.
+        provenance: which model answered, and whether it was trained on synthetic data.
+        notes: remarks about the input (e.g. the clip was sampled, several faces).
+        timings: seconds per stage: check, preprocess, explain, render, total.
+    """
+
+    probabilities: dict[str, float]
+    predicted: str
+    annotated_frame: np.ndarray
+    heatmaps: list[tuple[np.ndarray, str]]
+    region_names: list[str]
+    region_importance: np.ndarray
+    times_s: np.ndarray
+    region_activity: np.ndarray
+    summary: str
+    provenance: str
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def activity_columns(self, time_column: str = "time (s)") -> dict[str, list]:
+        """The activity plot's data in long form: {time_column, "region", "activity"} lists,
+        one row per (frame, region); ready for `pandas.DataFrame` and `gr.LinePlot`."""
+        t, r = self.region_activity.shape
+        return {
+            time_column: np.repeat(self.times_s, r).round(4).tolist(),
+            "region": [pretty_region(n) for n in self.region_names] * t,
+            "activity": self.region_activity.reshape(-1).round(4).tolist(),
+        }
+
+
+def pretty_region(name: str) -> str:
+    """"left_eye" -> "left eye"."""
+    return name.replace("_", " ")
+
+
+# ------------------------------------------------------------------------------ model choice
+def resolve_model(model: str | os.PathLike | None = None, default: str | os.PathLike | None = None) -> str:
+    """The model to load: `model` (the --model flag), else $MIE_MODEL, else `default` (the bundled
+    checkpoint, `BUNDLED_MODEL` relative to the working directory when not given)."""
+    for candidate in (model, os.environ.get(MODEL_ENV), default, BUNDLED_MODEL):
+        if candidate:
+            return str(candidate)
+    raise AssertionError("unreachable")
+
+
+# What huggingface_hub accepts as a repo id: "name" or "org/name".
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _is_missing_folder(model: str) -> bool:
+    """True when `model` names a local folder that is not there (rather than a Hub repo id)."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return False
+    if local.exists() or not _REPO_ID.match(model):
+        return True  # a file, or a path a repo id cannot be (absolute, ./, ~, several levels)
+    # "checkpoints/name" is also a valid repo id: the bundled default is a folder, never a repo
+    return Path(model) == BUNDLED_MODEL or model.startswith(f"{BUNDLED_MODEL.parts[0]}/")
+
+
+def read_model_card(model: str) -> str | None:
+    """README.md of a local model folder or a Hub repo (from the cache or the Hub), or None."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        card = folder / "README.md"
+        return card.read_text(encoding="utf-8") if card.is_file() else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(model, "README.md")).read_text(encoding="utf-8")
+    except Exception as err:  # noqa: BLE001 - no card (offline, private, none) only weakens provenance
+        logger.info("No model card for %s: %s", model, err)
+        return None
+
+
+def card_says_synthetic(card: str | None, config=None) -> bool:
+    """True when the model card (tag `synthetic-data`, or its warning sentence) or the config says
+    the model was trained on synthetic clips."""
+    if config is not None and bool(getattr(config, "synthetic", False)):
+        return True
+    if not card:
+        return False
+    front = card.split("---", 2)[1] if card.startswith("---") and card.count("---") >= 2 else ""
+    if re.search(rf"^\s*-\s*{re.escape(SYNTHETIC_TAG)}\s*$", front, re.MULTILINE):
+        return True
+    return bool(_SYNTHETIC_SENTENCE.search(card))
+
+
+def card_num_frames(card: str | None) -> int | None:
+    """Frames per clip the card's training table says the model was trained on (None: not said)."""
+    match = _CARD_NUM_FRAMES.search(card or "")
+    return int(match.group(1)) if match else None
+
+
+# ------------------------------------------------------------------------------ the demo
+class MieDemo:
+    """A model and its processor, loaded once, and `predict(video_path)` for the app.
+
+    Thread-safe: the processor guards its face landmarker, and model calls are serialised
+    because Grad-CAM's backward pass writes the parameters' `.grad` (shared state). Decoding and
+    cropping of concurrent requests still overlap.
+
+    Args:
+        model: local folder or Hub repo id (see `resolve_model`).
+        limits: `AppLimits`.
+        device: torch device for the model.
+        face_landmarker_path: MediaPipe's face_landmarker.task (default: resolved by
+            `modeling_mie.resolve_face_landmarker_model`).
+        display_name: how the provenance line names the model (default `model`); e.g. a path
+            relative to the repository rather than the server's absolute path.
+
+    Raises:
+        MieInputError: the model cannot be loaded (the message says what to give instead).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        limits: AppLimits | None = None,
+        device: str = "cpu",
+        face_landmarker_path=None,
+        display_name: str | None = None,
+    ):
+        from .modeling_mie import MieForVideoClassification
+        from .processing_mie import MieProcessor
+
+        self.model_id = str(model)
+        self.display_name = display_name or self.model_id
+        self.limits = limits or AppLimits()
+        local = Path(self.model_id).expanduser()
+        if _is_missing_folder(self.model_id):
+            raise MieInputError(
+                f"The model folder {self.model_id} does not exist. Pass --model with a folder that holds "
+                f"config.json and model.safetensors, or a Hub repo id such as org/name (or set {MODEL_ENV})."
+            )
+        started = time.perf_counter()
+        try:
+            self.model = MieForVideoClassification.from_pretrained(self.model_id).to(device).eval()
+            self.processor = MieProcessor.from_pretrained(self.model_id, face_landmarker_path=face_landmarker_path)
+        except (OSError, ValueError) as err:
+            raise MieInputError(
+                f"Could not load a mie model from {self.model_id!r} ({err}). Pass --model with a local folder "
+                f"written by train/loso.py or a Hub repo id of a mie model (or set {MODEL_ENV})."
+            ) from err
+        self.is_local = local.is_dir()
+        self.card = read_model_card(self.model_id)
+        self.synthetic = card_says_synthetic(self.card, self.model.config)
+        self.sampling = self._choose_sampling()
+        self._model_lock = threading.Lock()
+        logger.info(
+            "Loaded %s in %.1f s (%s; frames: %s)", self.model_id, time.perf_counter() - started,
+            "synthetic" if self.synthetic else "real data or unknown", self.sampling,
+        )
+
+    # -- construction helpers ------------------------------------------------------------
+    def _choose_sampling(self) -> dict:
+        """How frames are chosen for the model, most specific first: the app's `model_frames`;
+        the processor's own fixed-length sampling; the card's training `num_frames` (a model
+        trained on N evenly spaced frames per clip should be asked the same way); otherwise every
+        frame up to `max_model_frames`."""
+        limits, proc = self.limits, self.processor
+        if limits.model_frames is not None:
+            return {"frame_sampling": "uniform", "num_frames": limits.model_frames, "max_frames": limits.model_frames}
+        if proc.frame_sampling in ("uniform", "interpolate") and proc.num_frames:
+            n = min(int(proc.num_frames), limits.max_model_frames)
+            return {"frame_sampling": proc.frame_sampling, "num_frames": n, "max_frames": n}
+        trained = card_num_frames(self.card)
+        if trained:
+            n = min(trained, limits.max_model_frames)
+            return {"frame_sampling": "uniform", "num_frames": n, "max_frames": n}
+        return {"frame_sampling": "all", "num_frames": None, "max_frames": int(limits.max_model_frames)}
+
+    @property
+    def label_names(self) -> list[str]:
+        config = self.model.config
+        return [config.id2label[i] for i in range(config.num_labels)]
+
+    @property
+    def provenance(self) -> str:
+        """One line (Markdown) saying which model answers and what it was trained on."""
+        name = self.display_name
+        where = f"the local folder `{name}`" if self.is_local else f"the Hugging Face Hub repo `{name}`"
+        line = f"Answered by the model in {where}."
+        if self.synthetic:
+            line += " " + SYNTHETIC_WARNING
+        elif self.card is None:
+            line += " It has no model card, so what it was trained on is unknown."
+        return line
+
+    def close(self) -> None:
+        """Release the face landmarker (MediaPipe); the model needs nothing."""
+        self.processor.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- input checks ----------------------------------------------------------------------
+    def check_upload(self, video_path) -> tuple[Path, str, dict]:
+        """Refuse what cannot be a usable clip before any decoding; returns (path, display name,
+        header facts {fps, frames, width, height}).
+
+        Raises:
+            MieInputError: nothing given, missing, empty, too large, a picture, not a video, or
+                (from the header) too long.
+        """
+        if video_path is None or (isinstance(video_path, str) and not video_path.strip()):
+            raise MieInputError(
+                "No clip was given. Upload a short video of one face (or record one with the webcam), "
+                "or click one of the examples, then press Analyse."
+            )
+        if isinstance(video_path, dict):  # a FileData-like dict from an API caller
+            video_path = video_path.get("path") or video_path.get("video", {}).get("path")
+        path = Path(str(video_path))
+        name = f'"{path.name}"'
+        if not path.is_file():
+            raise MieInputError(f"The upload {name} did not arrive as a file. Upload it again.")
+        size = path.stat().st_size
+        if size == 0:
+            raise MieInputError(f"{name} is empty (0 bytes). Upload the video file again, or record a new clip.")
+        limits = self.limits
+        if size > limits.max_file_bytes:
+            raise MieInputError(
+                f"{name} is {size / 1e6:.1f} MB; this demo takes {limits.describe()}. Trim the video to the "
+                "moment of the expression (a micro-expression lasts under half a second) or lower its resolution."
+            )
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            raise MieInputError(
+                f"{name} is a still image. A micro-expression is a movement, so upload a video clip "
+                "(mp4, webm, avi, mov) of a face instead."
+            )
+        header = _video_header(path)
+        if header is None:
+            raise MieInputError(
+                f"{name} is not a video this demo can read: it may be another kind of file, or a damaged or "
+                "truncated video. Upload an mp4 or webm video of a face."
+            )
+        fps, frames = header["fps"], header["frames"]
+        if header["width"] * header["height"] > limits.max_frame_pixels:
+            raise MieInputError(
+                f"{name} has {header['width']} x {header['height']} pixel frames, above this demo's limit of "
+                f"{limits.max_frame_pixels / 1e6:.1f} megapixels. Export it at 1080p or lower."
+            )
+        if fps and frames and frames / fps > limits.max_duration_s:
+            raise MieInputError(
+                f"{name} lasts {frames / fps:.1f} s; this demo takes {limits.describe()}. Trim the video to the "
+                "few seconds around the expression."
+            )
+        if frames and frames > limits.max_frames:
+            raise MieInputError(
+                f"{name} has {frames} frames; this demo reads at most {limits.max_frames}. Trim the video to the "
+                "few seconds around the expression."
+            )
+        return path, name, header
+
+    # -- the one entry point -----------------------------------------------------------------
+    def predict(self, video_path) -> MieDemoResult:
+        """Classify one clip and explain the answer.
+
+        Args:
+            video_path: path of an uploaded video file (str or Path).
+
+        Returns:
+            `MieDemoResult`.
+
+        Raises:
+            MieInputError: for every problem with the clip; the message is meant for people.
+        """
+        timings = {}
+        t0 = time.perf_counter()
+        path, name, header = self.check_upload(video_path)
+        t1 = time.perf_counter()
+        timings["check"] = t1 - t0
+        try:
+            inputs = self.processor(
+                str(path), return_tensors="pt", video_limits=self.limits.video_limits(), **self.sampling
+            )
+        except MieInputError as err:
+            raise MieInputError(_for_people(str(err), path, name, self.limits)) from err
+        t2 = time.perf_counter()
+        timings["preprocess"] = t2 - t1
+
+        from .explain import explain_clip
+
+        with self._model_lock:
+            explanation = explain_clip(self.model, inputs["pixel_values"], inputs["frame_mask"])
+        t3 = time.perf_counter()
+        timings["explain"] = t3 - t2
+
+        result = self._render(path, name, inputs, explanation)
+        t4 = time.perf_counter()
+        timings["render"] = t4 - t3
+        timings["total"] = t4 - t0
+        result.timings = timings
+        logger.info("%s: %s in %.2f s (%s)", name, result.predicted, timings["total"],
+                    ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if k != "total"))
+        return result
+
+    # -- pictures ------------------------------------------------------------------------------
+    def _render(self, path: Path, name: str, inputs, explanation) -> MieDemoResult:
+        from .explain import overlay_heatmap
+        from .visualize import draw_regions, score_colors
+
+        config = self.model.config
+        names = list(explanation.region_names)
+        importance = np.asarray(explanation.region_importance, np.float64)
+        length = int(inputs["frame_mask"][0].sum())
+        positions = inputs["frame_positions"][0, :length].numpy().astype(np.float64)
+        fps = float(inputs["fps"][0])
+        has_fps = math.isfinite(fps) and fps > 0
+        times = positions / fps if has_fps else positions
+        source_frames = int(inputs["num_source_frames"][0])
+
+        # the frame the boxes were fixed on, with the regions coloured by their share
+        landmark_frame = max(int(inputs["landmark_frame"][0]), 0)
+        frame = _read_frame(path, landmark_frame)
+        boxes = inputs["region_boxes"][0].numpy()
+        # labels in percent (draw_regions would print the raw score); min_side keeps them legible
+        labels = [f"{pretty_region(n)} {share:.0%}" for n, share in zip(names, importance)]
+        annotated = draw_regions(
+            frame, boxes, labels, colors=score_colors(importance), fill_alpha=0.35, margin=0.35, min_side=640
+        )
+
+        # one heatmap per region, over the region's own crop (the padding cut off) at its peak frame
+        pixel_values = inputs["pixel_values"][0]  # (frames, regions, channels, H, W)
+        sizes = config.region_crop_sizes
+        factor = max(1, int(round(320 / max(w for _, w in sizes))))  # largest crop about 320 px wide
+        heatmaps = []
+        for r, region in enumerate(names):
+            h, w = sizes[r]
+            peak = int(explanation.peak_frames[r])
+            crop = pixel_values[peak, r, :, :h, :w].permute(1, 2, 0).numpy()  # (h, w, C) in [0, 1]
+            crop = _upscale(np.clip(crop * 255.0 + 0.5, 0, 255).astype(np.uint8), factor, smooth=True)
+            heat = _upscale(explanation.heatmaps[r, :h, :w].astype(np.float32), factor, smooth=True)
+            when = f"{times[peak]:.2f} s" if has_fps else f"frame {int(positions[peak])}"
+            caption = f"{pretty_region(region)} {importance[r]:.0%}, {when}"  # ~25 characters fit a tile
+            heatmaps.append((overlay_heatmap(crop, np.clip(heat, 0, 1)), caption))
+
+        probabilities = {k: float(v) for k, v in explanation.probabilities_dict().items()}
+        predicted = explanation.label_names[explanation.predicted]
+        top = max(range(len(names)), key=lambda i: importance[i])
+        duration = f"{source_frames / fps:.2f} s at {fps:g} fps" if has_fps else "frame rate unknown"
+        summary = (
+            f"**{predicted}** ({probabilities[predicted]:.0%}); most evidence from the "
+            f"**{pretty_region(names[top])}** ({importance[top]:.0%}). Read {source_frames} frames "
+            f"({duration}); the model saw {length} of them."
+        )
+        notes = [n for n in str(inputs["notes"][0]).split("; ") if n]
+        if length < source_frames:
+            notes.append(f"The clip's {source_frames} frames were sampled evenly down to {length} for the model.")
+        return MieDemoResult(
+            probabilities=probabilities,
+            predicted=predicted,
+            annotated_frame=annotated,
+            heatmaps=heatmaps,
+            region_names=names,
+            region_importance=importance.astype(np.float32),
+            times_s=times.astype(np.float32),
+            region_activity=np.asarray(explanation.region_activity, np.float32),
+            summary=summary,
+            provenance=self.provenance,
+            notes=[_strip_path(n, path, name) for n in notes],
+        )
+
+
+# ------------------------------------------------------------------------------ helpers
+def _video_header(path: Path) -> dict | None:
+    """fps, frame count and size from the container header, or None when OpenCV cannot open it
+    or decode its first frame (a renamed text file opens on some backends, then yields nothing)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return None
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            return None
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        return {
+            # containers without a rate report 0, some a time base (1000, 90000): not a frame rate
+            "fps": float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else None,
+            "frames": int(count) if math.isfinite(count) and 0 < count < 1e9 else None,
+            "width": int(frame.shape[1]),
+            "height": int(frame.shape[0]),
+        }
+    finally:
+        cap.release()
+
+
+def _read_frame(path: Path, index: int) -> np.ndarray:
+    """Frame `index` of a video file as (H, W, 3) uint8 RGB (decoding from the start: the index is
+    small, the first frame with a face, and seeking in VP8 / H.264 is not frame-exact)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        frame = None
+        for _ in range(index + 1):
+            ok, frame = cap.read()
+            if not ok:
+                raise MieInputError(f"{path.name} ended before frame {index}; upload it again.")
+    finally:
+        cap.release()
+    if frame.ndim == 2:
+        return np.repeat(frame[:, :, None], 3, axis=2)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def _upscale(image: np.ndarray, factor: int, smooth: bool) -> np.ndarray:
+    import cv2
+
+    if factor <= 1:
+        return image
+    squeeze = image.ndim == 3 and image.shape[2] == 1
+    out = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC if smooth else cv2.INTER_NEAREST)
+    return out[:, :, None] if squeeze and out.ndim == 2 else out
+
+
+def _strip_path(message: str, path: Path, name: str) -> str:
+    """The server-side temporary path means nothing to the person who uploaded: show the name."""
+    return message.replace(str(path), name)
+
+
+# Developer advice in package messages that a person using the app cannot follow, and what the
+# app says instead.
+_APP_WORDING = (
+    (re.compile(r"; or pass landmarks= or boxes= to the processor yourself\."), "."),
+    (re.compile(r",? or (raise|lower) the limit\.?"), "."),
+    (re.compile(r" \(VideoLimits\.\w+\)"), ""),
+    (re.compile(r",? or lower min_face_size\.?"), "."),
+    (re.compile(r",? or set min_frames=1 to crop a single image anyway\.?"), "."),
+)
+
+
+def _for_people(message: str, path: Path, name: str, limits: AppLimits) -> str:
+    message = _strip_path(message, path, name)
+    for pattern, replacement in _APP_WORDING:
+        message = pattern.sub(replacement, message)
+    return re.sub(r"\.\.+", ".", message)
+
+
+__all__ = [
+    "AppLimits",
+    "BUNDLED_MODEL",
+    "MODEL_ENV",
+    "MieDemo",
+    "MieDemoResult",
+    "card_num_frames",
+    "card_says_synthetic",
+    "pretty_region",
+    "read_model_card",
+    "resolve_model",
+]
