@@ -53,9 +53,13 @@ class AppLimits:
 
     Attributes:
         max_file_mb: largest upload in MB (10^6 bytes); also given to Gradio's `launch`.
-        max_duration_s: longest clip in seconds (a micro-expression lasts under 0.5 s).
-        max_frames: most frames decoded (10 s at 200 fps).
-        max_frame_pixels: most pixels per frame (4K UHD).
+        max_duration_s: longest clip in seconds (a micro-expression lasts under 0.5 s; a few
+            seconds around it is plenty).
+        max_frames: most frames decoded (5 s at 200 fps). The processor keeps the face area of
+            every decoded frame until it samples them, about 0.3 MB per frame for a 640 x 480
+            clip or 0.6 MB at 1080p, so this bounds one request's memory (with the frame size).
+        max_frame_pixels: most pixels per frame (1080p; 4K phone videos are asked to be
+            exported smaller: the face needs a few hundred pixels, not thousands).
         model_frames: frames given to the model and the explanation, spread evenly over the clip;
             None lets the checkpoint decide (`MieDemo.sampling`).
         max_model_frames: cap on the frames given to the model when the checkpoint takes every
@@ -64,8 +68,8 @@ class AppLimits:
 
     max_file_mb: float = 20.0
     max_duration_s: float = 10.0
-    max_frames: int = 2000
-    max_frame_pixels: int = 3840 * 2160
+    max_frames: int = 1000
+    max_frame_pixels: int = 1920 * 1080
     model_frames: int | None = None
     max_model_frames: int = 64
 
@@ -223,6 +227,9 @@ class MieDemo:
             `modeling_mie.resolve_face_landmarker_model`).
         display_name: how the provenance line names the model (default `model`); e.g. a path
             relative to the repository rather than the server's absolute path.
+        warm_up: create the face landmarker and run the model once now, so that a missing
+            landmarker model fails at start (not on every upload) and the first visitor does not
+            wait for MediaPipe's and torch's first-call set-up.
 
     Raises:
         MieInputError: the model cannot be loaded (the message says what to give instead).
@@ -235,6 +242,7 @@ class MieDemo:
         device: str = "cpu",
         face_landmarker_path=None,
         display_name: str | None = None,
+        warm_up: bool = True,
     ):
         from .modeling_mie import MieForVideoClassification
         from .processing_mie import MieProcessor
@@ -262,12 +270,23 @@ class MieDemo:
         self.synthetic = card_says_synthetic(self.card, self.model.config)
         self.sampling = self._choose_sampling()
         self._model_lock = threading.Lock()
+        if warm_up:
+            self._warm_up()
         logger.info(
             "Loaded %s in %.1f s (%s; frames: %s)", self.model_id, time.perf_counter() - started,
             "synthetic" if self.synthetic else "real data or unknown", self.sampling,
         )
 
     # -- construction helpers ------------------------------------------------------------
+    def _warm_up(self) -> None:
+        from .explain import explain_clip
+
+        self.processor.detect_landmarks(np.zeros((64, 64, 3), np.uint8))  # MieInputError if the .task is missing
+        config = self.model.config
+        blank = torch.zeros(1, 2, config.num_regions, config.num_channels, *config.crop_size)
+        with self._model_lock:
+            explain_clip(self.model, blank)
+
     def _choose_sampling(self) -> dict:
         """How frames are chosen for the model, most specific first: the app's `model_frames`;
         the processor's own fixed-length sampling; the card's training `num_frames` (a model
@@ -356,7 +375,7 @@ class MieDemo:
         if header["width"] * header["height"] > limits.max_frame_pixels:
             raise MieInputError(
                 f"{name} has {header['width']} x {header['height']} pixel frames, above this demo's limit of "
-                f"{limits.max_frame_pixels / 1e6:.1f} megapixels. Export it at 1080p or lower."
+                f"{limits.max_frame_pixels / 1e6:.1f} megapixels. Export it at a lower resolution (720p is plenty)."
             )
         if fps and frames and frames / fps > limits.max_duration_s:
             raise MieInputError(

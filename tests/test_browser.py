@@ -1,0 +1,123 @@
+"""The app in a real browser: headless Chromium (Debian's, driven by Playwright) uploads a clip,
+presses Analyse, waits for the answer and saves a screenshot."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "checkpoints" / "mie-synthetic-megc2019"
+CHROMIUM = Path("/usr/bin/chromium")
+# Never let Playwright fetch a browser of its own; these flags keep Chromium off the network too.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
+
+
+def _load_app():
+    spec = importlib.util.spec_from_file_location("mie_app_browser", REPO / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mie_app_browser"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"{CHROMIUM} is missing; the browser test drives Debian's Chromium. Install it with "
+            "`apt-get install -y --no-install-recommends chromium` (.ci/run does this); never `playwright install`."
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install 'modeling_mie[test]' (the Python package only).")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(landmarker_path):
+    if not (BUNDLED / "config.json").is_file():
+        pytest.fail(f"The bundled demo checkpoint is missing ({BUNDLED}); the app loads it by default.")
+    app = _load_app()
+    from modeling_mie.app_support import AppLimits, MieDemo
+
+    mie = MieDemo(BUNDLED, AppLimits(), display_name="checkpoints/mie-synthetic-megc2019")
+    demo = app.build_demo(mie)
+    port = _free_port()
+    app.launch(demo, mie.limits, "127.0.0.1", port, prevent_thread_lock=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+        mie.close()
+
+
+def test_upload_analyse_and_screenshot(browser, app_url, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(app_url)
+    page.get_by_text("mie: facial micro-expression recognition").wait_for(timeout=30_000)
+    assert page.get_by_text("trained on synthetic clips").first.is_visible()
+    page.locator("input[type=file]").first.set_input_files(str(REPO / "examples" / "surprise.webm"))
+    page.locator("video").first.wait_for(timeout=30_000)  # the upload landed and the player shows it
+    page.get_by_role("button", name="Analyse clip").click()
+    page.get_by_text("the model saw").wait_for(timeout=90_000)
+
+    # the answer: three probabilities, six captioned heatmaps, the annotated frame, the plot
+    labels = page.locator("[data-testid='label-output-value']").first.inner_text(timeout=10_000)
+    assert any(name in labels for name in ("negative", "positive", "surprise")), labels
+    for region in ("left eye", "right eye", "nose", "left cheek", "right cheek", "mouth"):
+        assert page.get_by_text(region + " ", exact=False).first.is_visible(), region
+    assert page.locator(".vega-embed").count() == 1
+    assert "Answered by the model in the local folder" in page.locator("#mie-provenance").inner_text()
+    assert not page.get_by_text("This clip cannot be analysed").is_visible()
+    assert not errors, errors
+
+    page.wait_for_timeout(1500)  # images and the chart finish painting
+    shot = tmp_path / "mie-app.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 50_000
+    if os.environ.get("MIE_SCREENSHOT_DIR"):
+        target = Path(os.environ["MIE_SCREENSHOT_DIR"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target / shot.name)
+    page.close()
+
+
+def test_a_bad_upload_shows_the_message_and_the_page_stays_usable(browser, app_url, tmp_path):
+    bad = tmp_path / "holiday.mp4"
+    bad.write_text("not a video\n" * 100)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.get_by_role("button", name="Analyse clip").click()
+    page.get_by_text('"holiday.mp4" is not a video this demo can read').wait_for(timeout=60_000)
+    assert not page.get_by_text("Traceback").count()
+    page.close()
