@@ -412,7 +412,7 @@ class MieDemo:
                 str(path), return_tensors="pt", video_limits=self.limits.video_limits(), **self.sampling
             )
         except MieInputError as err:
-            raise MieInputError(_for_people(str(err), path, name, self.limits)) from err
+            raise MieInputError(_for_people(str(err), path, name)) from err
         t2 = time.perf_counter()
         timings["preprocess"] = t2 - t1
 
@@ -570,7 +570,7 @@ _APP_WORDING = (
 )
 
 
-def _for_people(message: str, path: Path, name: str, limits: AppLimits) -> str:
+def _for_people(message: str, path: Path, name: str) -> str:
     message = _strip_path(message, path, name)
     for pattern, replacement in _APP_WORDING:
         message = pattern.sub(replacement, message)
