@@ -48,7 +48,9 @@ CSS = """
 """
 
 
-def build_demo(mie: MieDemo, examples_dir: Path = EXAMPLES_DIR, queue_size: int = 16, concurrency: int = 2) -> gr.Blocks:
+def build_demo(
+    mie: MieDemo, examples_dir: Path = EXAMPLES_DIR, queue_size: int = 16, concurrency: int = 2
+) -> gr.Blocks:
     """The Blocks of the app around a loaded `MieDemo`, with its queue configured (not launched)."""
     limits = mie.limits
 
@@ -105,17 +107,25 @@ def build_demo(mie: MieDemo, examples_dir: Path = EXAMPLES_DIR, queue_size: int 
                         cache_examples=False,
                     )
                 else:
-                    logger.warning("No example clips in %s; make them with `python -m modeling_mie.examples`.", examples_dir)
+                    logger.warning(
+                        "No example clips in %s; make them with `python -m modeling_mie.examples`.", examples_dir
+                    )
                 gr.Markdown(HELP)
             with gr.Column(scale=3, min_width=420):
                 with gr.Row(equal_height=False):
                     with gr.Column(min_width=240):
                         probabilities = gr.Label(num_top_classes=3, label="Class probabilities")
                         summary = gr.Markdown(
-                            "*The answer appears here after you press Analyse.*", label="Summary", elem_id="mie-summary"
+                            "*The answer appears here after you press Analyse.*",
+                            label="Summary",
+                            elem_id="mie-summary",
                         )
                     regions = gr.Image(
-                        label="Regions: share of the evidence", type="numpy", height=340, min_width=240, buttons=["download"]
+                        label="Regions: share of the evidence",
+                        type="numpy",
+                        height=340,
+                        min_width=240,
+                        buttons=["download"],
                     )
                 heatmaps = gr.Gallery(
                     label="Heatmaps: where in each region the evidence is, at its peak (Grad-CAM)",
@@ -157,7 +167,10 @@ def launch(demo: gr.Blocks, limits: AppLimits, host: str = "127.0.0.1", port: in
 
 
 def _display_name(model: str) -> str:
-    """The model as the provenance line shows it: relative to the repository when inside it."""
+    """The model as the provenance line shows it: a folder inside the repository relative to it
+    (visitors need not see the server's paths), anything else as given."""
+    if not Path(model).is_dir():
+        return model
     try:
         return str(Path(model).resolve().relative_to(REPO))
     except ValueError:
@@ -174,9 +187,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument("--max-file-mb", type=float, default=defaults.max_file_mb, help=f"largest upload in MB (default {defaults.max_file_mb:g})")
-    parser.add_argument("--max-duration", type=float, default=defaults.max_duration_s, help=f"longest clip in seconds (default {defaults.max_duration_s:g})")
-    parser.add_argument("--model-frames", type=int, default=None, help="frames per clip given to the model (default: as the checkpoint was trained)")
+    parser.add_argument(
+        "--max-file-mb", type=float, default=defaults.max_file_mb,
+        help=f"largest upload in MB (default {defaults.max_file_mb:g})",
+    )
+    parser.add_argument(
+        "--max-duration", type=float, default=defaults.max_duration_s,
+        help=f"longest clip in seconds (default {defaults.max_duration_s:g}); longer clips are refused",
+    )
+    parser.add_argument(
+        "--model-frames", type=int, default=None,
+        help="frames per clip given to the model, evenly spaced (default: as the checkpoint was trained)",
+    )
     parser.add_argument("--queue-size", type=int, default=16, help="requests waiting at most (default 16)")
     parser.add_argument("--concurrency", type=int, default=2, help="requests processed at once (default 2)")
     return parser.parse_args(argv)
@@ -187,7 +209,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model = resolve_model(args.model, DEFAULT_MODEL)
     try:
-        limits = AppLimits(max_file_mb=args.max_file_mb, max_duration_s=args.max_duration, model_frames=args.model_frames)
+        limits = AppLimits(
+            max_file_mb=args.max_file_mb, max_duration_s=args.max_duration, model_frames=args.model_frames
+        )
         mie = MieDemo(model, limits, display_name=_display_name(model))
     except (MieInputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

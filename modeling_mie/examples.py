@@ -65,7 +65,9 @@ def write_webm(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path:
     height, width = frames.shape[1:3]
     writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"VP80"), float(fps), (width, height))
     if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write VP8 WebM to {path}: it needs a build with FFmpeg (the opencv wheels have it).")
+        raise RuntimeError(
+            f"OpenCV cannot write VP8 WebM to {path}: it needs a build with FFmpeg (the opencv wheels have it)."
+        )
     try:
         for frame in frames:
             writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))

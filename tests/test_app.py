@@ -147,7 +147,7 @@ def test_the_api_is_predict_taking_the_clip_and_returning_probabilities_first(se
 @pytest.mark.parametrize(
     "name, make, message",
     [
-        ("notes.mp4", lambda p: p.write_text("this is a text file, not a video\n" * 20), "is not a video this demo can read"),
+        ("notes.mp4", lambda p: p.write_text("a text file, not a video\n" * 20), "is not a video this demo can read"),
         ("empty.webm", lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
         ("coffee.png", "picture", "is a still image"),
         ("wall.webm", "faceless", "No face was found"),
