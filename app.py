@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -204,6 +205,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -217,6 +222,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"mie demo: model {model} ({'synthetic' if mie.synthetic else 'see its model card'}); {limits.describe()}")
+    # `docker stop` / systemd send SIGTERM: shut down as on Ctrl-C (Gradio closes the server on
+    # KeyboardInterrupt), so the landmarker is closed below instead of the process just dying
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         launch(build_demo(mie, queue_size=args.queue_size, concurrency=args.concurrency), limits, args.host, args.port)
     finally:
