@@ -42,7 +42,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     if not CHROMIUM.is_file():
         pytest.fail(
             f"{CHROMIUM} is missing; the browser test drives Debian's Chromium. Install it with "
@@ -53,11 +53,38 @@ def browser():
     except ImportError:
         pytest.fail("playwright is not installed: pip install 'modeling_mie[test]' (the Python package only).")
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def write_y4m(video: Path, target: Path, hold: int = 10) -> Path:
+    """A clip as an uncompressed YUV4MPEG2 file, the format Chromium's fake camera plays in a loop;
+    the first frame is held `hold` frames so that the recording starts on a still face."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    frames = [frames[0]] * hold + frames
+    height, width = frames[0].shape[:2]
+    with open(target, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            out.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return target
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +148,30 @@ def test_a_bad_upload_shows_the_message_and_the_page_stays_usable(browser, app_u
     page.get_by_text('"holiday.mp4" is not a video this demo can read').wait_for(timeout=60_000)
     assert not page.get_by_text("Traceback").count()
     page.close()
+
+
+def test_a_webcam_recording_is_answered(playwright, app_url, tmp_path):
+    """Chromium's fake camera plays an example face; the app records it (MediaRecorder WebM, which
+    OpenCV must decode) and answers like for an upload."""
+    camera = write_y4m(REPO / "examples" / "positive.webm", tmp_path / "face.y4m")
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}"]
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+    try:
+        context = chromium.new_context(
+            viewport={"width": 1400, "height": 1000}, permissions=["camera", "microphone"]
+        )
+        page = context.new_page()
+        page.goto(app_url)
+        page.get_by_role("button", name="Capture from camera").click()
+        page.get_by_text("Click to Access Webcam").click()
+        record = page.get_by_role("button", name="start recording")  # the same button stops
+        record.click()
+        page.wait_for_timeout(2000)
+        record.click()
+        page.get_by_role("button", name="Trim video to selection").wait_for(timeout=30_000)  # the recording is in
+        page.get_by_role("button", name="Analyse clip").click()
+        page.get_by_text("the model saw").wait_for(timeout=90_000)
+        assert "fps" in page.locator("#mie-summary").inner_text()
+    finally:
+        chromium.close()
