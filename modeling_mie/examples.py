@@ -6,15 +6,17 @@ written as VP8 WebM because that is what Chromium plays: MPEG-4 part 2 ("mp4v"),
 codec OpenCV's wheels can write, shows "Video not playable" in the browser.
 
 Choices, and why:
-- The plan is the megc2019 profile with seed 2019, not the seed 0 the bundled checkpoint is
-  trained on, so the examples are clips (and subject identities) that model has never seen.
+- The plan is the megc2019 profile with seed 2019, not the default seed 0 of
+  `python -m modeling_mie.synthetic` that the bundled checkpoint's data is made with, so the
+  examples are clips (and subject identities) that model has not trained on.
 - CASME II-like clips (200 fps colour), the expression only (`nuisances=False`: no sensor noise,
   drift, flicker or blink): the clean movement is what a visitor should see, and fresh noise in
   every frame is what VP8 spends most bytes on (a noisy 54-frame clip is 1.6x the size).
 - A square around the face, 1.5 face widths wide, resized to 224 px: the face stays about 150 px
   wide (inside the generator's 105-300 px range) and each clip stays near 100 KB.
 
-Command (writes the committed clips; the same library versions give the same frames)::
+Command (writes the committed clips). The same library versions give the same decoded frames;
+the files differ in a few header bytes, because the WebM muxer writes a random segment UID::
 
     python -m modeling_mie.examples --out examples
 """
