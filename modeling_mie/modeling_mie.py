@@ -96,6 +96,20 @@ def inverse_frequency_alpha(labels, num_classes: int) -> list[float]:
     return (inv * num_classes / inv.sum()).tolist()
 
 
+def region_cnn_input(config: MieConfig, pixel_values: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+    """What the region CNNs see (config `input_mode`).
+
+    pixel_values: (B, T, R, C, H, W) clips whose real frames come first, or (N, R, C, H, W)
+    single frames together with `first`, the (N, R, C, H, W) first frame of each one's clip.
+    "frames" returns the crops unchanged; "onset_difference" subtracts each clip's first frame.
+    """
+    if config.input_mode == "frames":
+        return pixel_values
+    if first is None:
+        return pixel_values - pixel_values[:, :1]
+    return pixel_values - first
+
+
 # ---------------------------------------------------------------------------- building blocks
 class MieRegionConv2d(nn.Module):
     """One convolution per region, run as a single grouped convolution.
@@ -239,7 +253,8 @@ class MieTemporalFusion(nn.Module):
     `feature_std`; identity until fitted). This is not in the paper: the CNN's ReLU features
     carry large per-dimension offsets next to small class differences, and on a controlled
     problem the LSTMs reached 50% training accuracy on raw features and 100% on standardised
-    ones (`config.standardize_features=False` restores the paper's raw input).
+    ones. `config.standardize_features` switches it on (the fast preset; the paper preset keeps
+    the paper's raw input).
     """
 
     def __init__(self, config: MieConfig):
@@ -385,6 +400,7 @@ class MieForVideoClassification(MiePreTrainedModel):
         (B, T, R, K), zero at padded frames.
         """
         frame_mask = self._check_inputs(pixel_values, None, frame_mask)
+        pixel_values = region_cnn_input(self.config, pixel_values)
         frames = pixel_values[frame_mask]  # (n_real, R, C, H, W)
         feats, logits = self.region_cnn(frames)
         batch, length = frame_mask.shape
@@ -477,4 +493,5 @@ __all__ = [
     "MieVideoClassifierOutput",
     "focal_loss",
     "inverse_frequency_alpha",
+    "region_cnn_input",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .configuration_mie import MieConfig
-from .modeling_mie import MieForVideoClassification, focal_loss, inverse_frequency_alpha
+from .modeling_mie import MieForVideoClassification, focal_loss, inverse_frequency_alpha, region_cnn_input
 
 logger = logging.getLogger(__name__)
 
@@ -175,19 +175,23 @@ def train_stage1_cnn(
 
     start = time.perf_counter()
     config = model.config
-    frames, targets, subjects = [], [], set()
+    frames, owners, targets, subjects = [], [], [], set()
     not_me = torch.full((config.num_regions,), config.not_me_id, dtype=torch.long)
-    for clip in clips:
+    for i, clip in enumerate(clips):
         idx = stage1_frame_indices(clip, schedule)
         frames.append(clip.crops[torch.from_numpy(idx)])
+        owners.append(torch.full((len(idx),), i))
         targets.append(torch.as_tensor(clip.region_labels, dtype=torch.long).expand(len(idx), -1))
         if schedule.stage1_neutral_onset:
             frames.append(clip.crops[min(clip.onset, clip.crops.shape[0] - 1)].unsqueeze(0))
+            owners.append(torch.full((1,), i))
             targets.append(not_me.unsqueeze(0))
         subjects.add(clip.subject)
     if not frames:
         raise ValueError("Stage 1 needs at least one training clip.")
     frames = torch.cat(frames)  # (N, R, C, H, W) uint8
+    owners = torch.cat(owners)  # (N,) index of each frame's clip
+    firsts = torch.stack([clip.crops[0] for clip in clips])  # (clips, R, C, H, W): each clip's first frame
     targets = torch.cat(targets)  # (N, R)
     alpha = torch.tensor(
         config.region_focal_alpha or inverse_frequency_alpha(targets.flatten(), config.num_region_classes)
@@ -202,7 +206,8 @@ def train_stage1_cnn(
         total, count = 0.0, 0
         for start_i in range(0, n, schedule.stage1_batch_size):
             batch = order[start_i : start_i + schedule.stage1_batch_size]
-            _, logits = cnn(_to_float(frames[batch]))  # (b, R, K)
+            inputs = region_cnn_input(config, _to_float(frames[batch]), _to_float(firsts[owners[batch]]))
+            _, logits = cnn(inputs)  # (b, R, K)
             loss = focal_loss(logits.flatten(0, 1), targets[batch].flatten(), config.focal_gamma, alpha)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -230,6 +235,7 @@ def extract_features(
     """
     model.eval()
     selected = [c.crops[torch.from_numpy(frame_indices(c.crops.shape[0], num_frames))] for c in clips]
+    firsts = [c.crops[:1] for c in clips]  # (1, R, C, H, W): the frame onset differences refer to
     lengths = [s.shape[0] for s in selected]
     out: list[torch.Tensor] = []
     pending: list[torch.Tensor] = []
@@ -238,12 +244,12 @@ def extract_features(
     def flush():
         nonlocal pending, pending_frames
         if pending:
-            feats, _ = model.region_cnn(_to_float(torch.cat(pending)))
+            feats, _ = model.region_cnn(torch.cat(pending))
             out.extend(feats.split([p.shape[0] for p in pending]))
             pending, pending_frames = [], 0
 
-    for s in selected:
-        pending.append(s)
+    for s, first in zip(selected, firsts):
+        pending.append(region_cnn_input(model.config, _to_float(s), _to_float(first)))
         pending_frames += s.shape[0]
         if pending_frames >= batch_frames:
             flush()

@@ -89,3 +89,22 @@ def test_frame_selection():
     assert fold_seed(0, "casme2/sub01") == fold_seed(0, "casme2/sub01") != fold_seed(0, "casme2/sub02")
     with pytest.raises(ValueError, match="Unknown schedule"):
         schedule.updated(epochs=3)
+
+
+@pytest.mark.parametrize("input_mode", ["frames", "onset_difference"])
+def test_training_path_and_model_forward_agree(toy, input_mode):
+    """What the stages train on and what the published model computes must be the same thing."""
+    from modeling_mie import MieForVideoClassification
+    from modeling_mie.training import predict_clips
+
+    config, clips = toy
+    config = MieConfig.from_dict({**config.to_dict(), "input_mode": input_mode})
+    torch.manual_seed(0)
+    model = MieForVideoClassification(config).eval()
+    model.temporal.fit_feature_statistics(torch.rand(30, config.num_regions, config.region_feature_size))
+    clip = clips[5]
+    via_training = predict_clips(model, [clip], num_frames=10)
+    idx = torch.from_numpy(frame_indices(clip.crops.shape[0], 10))
+    with torch.no_grad():
+        via_forward = model(pixel_values=clip.crops[idx].float().div(255).unsqueeze(0)).logits.softmax(-1)
+    torch.testing.assert_close(via_training, via_forward, rtol=1e-5, atol=1e-6)
