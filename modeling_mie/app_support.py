@@ -34,9 +34,6 @@ BUNDLED_MODEL = Path("checkpoints") / "mie-synthetic-megc2019"
 # synthetic clips; the warning sentence it puts at the top of such cards is the fallback.
 SYNTHETIC_TAG = "synthetic-data"
 _SYNTHETIC_SENTENCE = re.compile(r"trained on\s+\W*synthetic", re.IGNORECASE)
-# A card's training table row `| num_frames | 32 |` (modeling_mie.hub): the frames per clip the
-# model was trained and evaluated on (0: every frame).
-_CARD_NUM_FRAMES = re.compile(r"^\|\s*num_frames\s*\|\s*(\d+)\s*\|", re.MULTILINE)
 
 SYNTHETIC_WARNING = (
     "It was trained on synthetic clips (two public-domain photos animated with small, "
@@ -205,12 +202,6 @@ def card_says_synthetic(card: str | None, config=None) -> bool:
     return bool(_SYNTHETIC_SENTENCE.search(card))
 
 
-def card_num_frames(card: str | None) -> int | None:
-    """Frames per clip the card's training table says the model was trained on (None: not said)."""
-    match = _CARD_NUM_FRAMES.search(card or "")
-    return int(match.group(1)) if match else None
-
-
 # ------------------------------------------------------------------------------ the demo
 class MieDemo:
     """A model and its processor, loaded once, and `predict(video_path)` for the app.
@@ -289,8 +280,8 @@ class MieDemo:
 
     def _choose_sampling(self) -> dict:
         """How frames are chosen for the model, most specific first: the app's `model_frames`;
-        the processor's own fixed-length sampling; the card's training `num_frames` (a model
-        trained on N evenly spaced frames per clip should be asked the same way); otherwise every
+        the processor's own fixed-length sampling (train/loso.py saves the training's evenly
+        spaced `num_frames` there, so a model is asked the way it was trained); otherwise every
         frame up to `max_model_frames`."""
         limits, proc = self.limits, self.processor
         if limits.model_frames is not None:
@@ -298,10 +289,6 @@ class MieDemo:
         if proc.frame_sampling in ("uniform", "interpolate") and proc.num_frames:
             n = min(int(proc.num_frames), limits.max_model_frames)
             return {"frame_sampling": proc.frame_sampling, "num_frames": n, "max_frames": n}
-        trained = card_num_frames(self.card)
-        if trained:
-            n = min(trained, limits.max_model_frames)
-            return {"frame_sampling": "uniform", "num_frames": n, "max_frames": n}
         return {"frame_sampling": "all", "num_frames": None, "max_frames": int(limits.max_model_frames)}
 
     @property
@@ -583,7 +570,6 @@ __all__ = [
     "MODEL_ENV",
     "MieDemo",
     "MieDemoResult",
-    "card_num_frames",
     "card_says_synthetic",
     "pretty_region",
     "read_model_card",

@@ -255,11 +255,9 @@ def test_a_missing_model_folder_is_a_clear_startup_error(tmp_path, capsys):
     assert "does not exist" in err and "--model" in err
 
 
-def test_model_card_flags_synthetic_training_and_frame_count():
-    from modeling_mie.app_support import card_num_frames, card_says_synthetic
+def test_model_card_flags_synthetic_training():
+    from modeling_mie.app_support import card_says_synthetic
 
     card = (require_bundled_checkpoint() / "README.md").read_text(encoding="utf-8")
     assert card_says_synthetic(card)
     assert not card_says_synthetic("---\ntags:\n- micro-expression\n---\n# a model trained on CASME II\n")
-    assert card_num_frames("| setting | value |\n|---|---|\n| num_frames | 32 |\n") == 32
-    assert card_num_frames("no table") is None

@@ -86,6 +86,8 @@ def test_final_model_folder_is_hub_ready_and_loads(full_run):
     model = AutoModelForVideoClassification.from_pretrained(model_dir)
     processor = AutoImageProcessor.from_pretrained(model_dir)
     assert model.config.crop_size == tuple(processor.crop_size)
+    # the processor asks for frames the way the model was trained: 8 evenly spaced
+    assert processor.frame_sampling == "uniform" and processor.num_frames == 8
     assert model.temporal.feature_std.ne(1).any()  # stage 2 fitted its standardisation
 
 

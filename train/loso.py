@@ -282,7 +282,9 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
 
         shutil.rmtree(tmp_dir)
     outcome.model.save_pretrained(tmp_dir)
-    MieProcessor.from_config(outcome.model.config).save_pretrained(tmp_dir)
+    # the processor asks for frames the way training chose them (evenly spaced, num_frames)
+    sampling = {"frame_sampling": "uniform", "num_frames": schedule.num_frames} if schedule.num_frames > 0 else {}
+    MieProcessor.from_config(outcome.model.config, **sampling).save_pretrained(tmp_dir)
     model_id = args.push_to_hub or f"local/{output_dir.name}"
     card = render_model_card(
         summary["scores"],
