@@ -206,9 +206,9 @@ def card_says_synthetic(card: str | None, config=None) -> bool:
 class MieDemo:
     """A model and its processor, loaded once, and `predict(video_path)` for the app.
 
-    Thread-safe: the processor guards its face landmarker, and model calls are serialised
-    because Grad-CAM's backward pass writes the parameters' `.grad` (shared state). Decoding and
-    cropping of concurrent requests still overlap.
+    Thread-safe: the processor guards its face landmarker, and model calls are serialised (two
+    at once would only split the same cores and both finish later). Decoding and cropping of
+    concurrent requests still overlap.
 
     Args:
         model: local folder or Hub repo id (see `resolve_model`).

@@ -102,6 +102,8 @@ def _config_summary(config: Any) -> dict:
         "region_feature_size": values.get("region_feature_size"),
         "lstm_hidden_size": values.get("lstm_hidden_size"),
         "fusion_hidden_size": values.get("fusion_hidden_size"),
+        "input_mode": values.get("input_mode", "frames"),
+        "standardize_features": bool(values.get("standardize_features", False)),
     }
 
 
