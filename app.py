@@ -39,8 +39,8 @@ LSTM over time read them.
 
 **What the pictures mean.**
 *Regions*: each box is coloured by its share of the evidence for the answer (bright = much, dark = little).
-*Heatmaps*: inside each region, where the model looked (Grad-CAM) at the moment that region's evidence
-was strongest; red is strong, blue is none, and a region with a small share stays blue.
+*Heatmaps*: inside each region, where the model looked (Grad-CAM) at the moment that region moved
+most; red is strong, blue is none, and a region with a small share stays blue.
 *Activity*: how far each region moved away from its look in the first frame, over time.
 """
 CSS = """
@@ -129,7 +129,7 @@ def build_demo(
                         buttons=["download"],
                     )
                 heatmaps = gr.Gallery(
-                    label="Heatmaps: where in each region the evidence is, at its peak (Grad-CAM)",
+                    label="Heatmaps: where in each region the evidence is, when it moved most (Grad-CAM)",
                     columns=3,
                     height="auto",
                     object_fit="contain",

@@ -24,9 +24,11 @@ class MieExplanation:
         region_importance: (regions,) share of the target logit carried by each region, >= 0,
             summing to 1: |gradient x activation| of each region's last LSTM state.
         heatmaps: (regions, height, width) float32 in [0, 1], Grad-CAM of each region's CNN at its
-            peak frame, at the padded crop size, scaled by the largest value over all regions
-            (a cool region is one that carried little evidence, not a normalisation artefact).
-        peak_frames: (regions,) int, the frame with the most Grad-CAM evidence per region.
+            peak frame, at the padded crop size: scaled to its own maximum (where inside the
+            region the evidence lies), then by the region's importance relative to the most
+            important region (a region that carried little evidence stays cool).
+        peak_frames: (regions,) int, each region's apex: the frame where its CNN feature moved
+            furthest from the first frame.
         region_activity: (frames, regions) float32 in [0, 1], how far each region's CNN feature
             moved from the clip's first frame (L2), divided by the largest value.
     """
@@ -52,7 +54,7 @@ def explain_clip(model, pixel_values: torch.Tensor, frame_mask: torch.Tensor | N
     inception + second-conv channels): the gradient of the target logit, which flows through the
     region LSTMs and the fusion head, is averaged over space per channel and frame to weigh the
     maps; the ReLU of the weighted sum is the heatmap. Each region's heatmap is shown at the
-    frame where its Grad-CAM mass is largest.
+    region's apex, the frame where its feature moved furthest from the first frame.
 
     Args:
         model: a `MieForVideoClassification` (any device; it is put in eval mode).
@@ -96,19 +98,23 @@ def explain_clip(model, pixel_values: torch.Tensor, frame_mask: torch.Tensor | N
         grads = torch.cat([g.view(t, r, -1, *g.shape[2:]) for g in map_grads], dim=2)
         weights = grads.mean(dim=(3, 4), keepdim=True)
         cam = F.relu((weights * acts).sum(dim=2))  # (T, R, h, w)
-        mass = cam.flatten(2).sum(-1)  # (T, R)
-        peak = mass.argmax(dim=0)  # (R,)
-        best = cam[peak, torch.arange(r)]  # (R, h, w)
-        best = F.interpolate(best.unsqueeze(1), size=config.crop_size, mode="bilinear", align_corners=False)[:, 0]
-        top = best.max()
-        heatmaps = (best / top).clamp(0, 1) if top > 0 else torch.zeros_like(best)
-
         contribution = (state_grad[0] * states[0].detach()).sum(-1).abs()  # (R,)
         total = contribution.sum()
         importance = contribution / total if total > 0 else torch.full_like(contribution, 1.0 / r)
 
-        moved = (features - features[:1]).norm(dim=-1)  # (T, R)
+        moved = (features.detach() - features[:1].detach()).norm(dim=-1)  # (T, R)
         activity = moved / moved.max() if moved.max() > 0 else torch.zeros_like(moved)
+
+        # Each region is shown at its apex, the frame where its feature moved furthest from the
+        # first frame. (The frame of largest Grad-CAM mass is nearly always one of the last: the
+        # LSTM's gradient grows towards its final step, whatever the clip shows.)
+        peak = moved.argmax(dim=0)  # (R,)
+        best = cam[peak, torch.arange(r)]  # (R, h, w)
+        best = F.interpolate(best.unsqueeze(1), size=config.crop_size, mode="bilinear", align_corners=False)[:, 0]
+        # where inside the region (own maximum 1), times how much the region mattered
+        own = best.flatten(1).amax(dim=1).clamp_min(1e-12)
+        share = importance / importance.max() if importance.max() > 0 else importance
+        heatmaps = (best / own[:, None, None] * share[:, None, None]).clamp(0, 1)
 
     return MieExplanation(
         probabilities=probabilities.detach().cpu().numpy(),

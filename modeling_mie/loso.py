@@ -419,7 +419,10 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path,
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
-    ax.set_title("LOSO confusion matrix" + (f"\n{title[:60]}" if title else ""), fontsize=9)
+    import textwrap
+
+    subtitle = textwrap.shorten(title, 110, placeholder=" ...") if title else ""
+    ax.set_title("\n".join(["LOSO confusion matrix", *textwrap.wrap(subtitle, 55)]), fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
     fig.savefig(tmp)

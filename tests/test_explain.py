@@ -53,3 +53,16 @@ def test_overlay_heatmap_colours_hot_pixels_red():
     assert out[3, 5, 2] > out[3, 5, 0]  # cold: blue over red
     with pytest.raises(ValueError, match="differ"):
         overlay_heatmap(crop, np.zeros((2, 2)))
+
+
+def test_each_region_is_shown_at_its_apex(tiny_config):
+    """The heatmap frame is where the region moved most from the first frame, not the last frame
+    (where an LSTM's gradient is largest whatever the clip shows)."""
+    torch.manual_seed(2)
+    model = MieForVideoClassification(tiny_config)
+    x = torch.full((1, 9, tiny_config.num_regions, tiny_config.num_channels, *tiny_config.crop_size), 0.5)
+    for t, amount in ((2, 0.15), (3, 0.45), (4, 0.15)):  # region 0 moves, peaking at frame 3
+        x[0, t, 0, :, 4:10, 6:14] += amount
+    e = explain_clip(model, x)
+    assert e.peak_frames[0] == 3
+    assert np.argmax(e.region_activity[:, 0]) == 3

@@ -285,14 +285,16 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
     # the processor asks for frames the way training chose them (evenly spaced, num_frames)
     sampling = {"frame_sampling": "uniform", "num_frames": schedule.num_frames} if schedule.num_frames > 0 else {}
     MieProcessor.from_config(outcome.model.config, **sampling).save_pretrained(tmp_dir)
-    model_id = args.push_to_hub or f"local/{output_dir.name}"
+    model_id = args.push_to_hub or str(model_dir)  # what `from_pretrained` takes in the card's snippets
     card = render_model_card(
         summary["scores"],
         model_id=model_id,
         data_description=data.description,
         protocol=(
             f"Leave-one-subject-out over {len(data.subjects)} subjects: both stages fit on the other subjects only; "
-            "UF1 and UAR on the predictions pooled over all folds (MEGC 2019)."
+            "UF1 and UAR on the predictions pooled over all folds (MEGC 2019). Command: `"
+            + " ".join(["python", "train/loso.py", *sys.argv[1:]])
+            + "`."
         ),
         preset=args.preset,
         config=outcome.model.config,

@@ -1,0 +1,1063 @@
+"""MieProcessor: a face clip in, the six fixed region crops of every frame out (Aouayeb et al., 2019)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any, TypedDict
+
+import numpy as np
+import torch
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+
+from .configuration_mie import MieConfig
+from .errors import MieInputError
+from .landmarks import DEFAULT_DETECT_MAX_SIDE, MEDIAPIPE_TO_DLIB68, FaceLandmarks, MieFaceLandmarker
+from .video import Clip, ClipReader, VideoLimits, is_image_path, open_clip
+
+logger = logging.getLogger(__name__)
+
+# The processor's copy of the config's region table; `from_pretrained` re-reads it from the
+# folder's config.json so that the two cannot drift (see `get_image_processor_dict`).
+GEOMETRY_KEYS = ("regions", "canvas_size", "crop_scale", "face_box_landmarks", "num_channels")
+FRAME_SAMPLING_MODES = ("all", "uniform", "interpolate")
+_CALL_OPTIONS = (
+    "frame_sampling",
+    "num_frames",
+    "max_frames",
+    "do_rescale",
+    "rescale_factor",
+    "min_frames",
+    "landmark_search_frames",
+    "min_face_size",
+    "detect_max_side",
+    "video_limits",
+)
+# transformers' own bookkeeping keys, found in saved preprocessor_config.json files
+_BOOKKEEPING_KEYS = {"image_processor_type", "auto_map", "processor_class", "_processor_class"}
+
+
+class MieProcessorKwargs(TypedDict, total=False):
+    """Keyword arguments `MieProcessor.from_pretrained(..., **kwargs)` may override."""
+
+    regions: list
+    canvas_size: list
+    crop_scale: float
+    face_box_landmarks: dict
+    num_channels: int
+    frame_sampling: str
+    num_frames: int | None
+    max_frames: int
+    do_rescale: bool
+    rescale_factor: float
+    min_frames: int
+    landmark_search_frames: int
+    min_face_size: float
+    detect_max_side: int
+    video_limits: dict
+    face_landmarker_path: str  # used, never saved (a local path means nothing on the Hub)
+
+
+# ------------------------------------------------------------------------------ geometry
+def geometry_from_config(config: MieConfig) -> dict:
+    """The part of a `MieConfig` the processor needs: regions (name + box), canvas, scale, channels."""
+    return {
+        "regions": [{"name": r["name"], "box": [int(v) for v in r["box"]]} for r in config.regions],
+        "canvas_size": [int(v) for v in config.canvas_size],
+        "crop_scale": float(config.crop_scale),
+        "face_box_landmarks": {k: [int(i) for i in v] for k, v in config.face_box_landmarks.items()},
+        "num_channels": int(config.num_channels),
+    }
+
+
+def _normalise_geometry(geometry: dict) -> dict:
+    """Geometry in one comparable form (JSON gives lists and float/int mixes)."""
+    return {
+        "regions": [{"name": str(r["name"]), "box": [int(v) for v in r["box"]]} for r in geometry["regions"]],
+        "canvas_size": [int(v) for v in geometry["canvas_size"]],
+        "crop_scale": float(geometry["crop_scale"]),
+        "face_box_landmarks": {k: [int(i) for i in v] for k, v in sorted(geometry["face_box_landmarks"].items())},
+        "num_channels": int(geometry["num_channels"]),
+    }
+
+
+def as_dlib68(landmarks: Any) -> tuple[np.ndarray | None, np.ndarray]:
+    """Caller or detector landmarks as (MediaPipe 478 points or None, dlib-68 points), in pixels.
+
+    Accepts a `FaceLandmarks`, a (478, 2) MediaPipe array or a (68, 2) dlib array (x, y pixels).
+    """
+    if isinstance(landmarks, FaceLandmarks):
+        points = np.asarray(landmarks.points, np.float32)
+    else:
+        if hasattr(landmarks, "detach"):
+            landmarks = landmarks.detach().cpu().numpy()
+        points = np.asarray(landmarks, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] < 2 or points.shape[0] not in (478, 68):
+        raise MieInputError(
+            f"landmarks must be a (478, 2) MediaPipe face mesh or (68, 2) dlib points in pixels; got shape "
+            f"{points.shape}."
+        )
+    points = points[:, :2]
+    if not np.isfinite(points).all():
+        raise MieInputError("landmarks contain NaN or infinite values; pass finite pixel coordinates.")
+    if points.shape[0] == 478:
+        return points, points[MEDIAPIPE_TO_DLIB68]
+    return None, points
+
+
+def face_box_from_landmarks(dlib68: np.ndarray, face_box_landmarks: dict) -> np.ndarray:
+    """(x0, y0, x1, y1) float face box in pixels from dlib-68 points (DESIGN.md section 1).
+
+    Left: smallest x of the `left` points (dlib 17, the outer end of the image-left brow); right:
+    largest x of `right` (26); top: smallest y of `top` (the higher of 18 and 25); bottom:
+    largest y of `bottom` (8, the chin).
+    """
+    pts = np.asarray(dlib68, np.float64)
+    return np.array(
+        [
+            pts[face_box_landmarks["left"], 0].min(),
+            pts[face_box_landmarks["top"], 1].min(),
+            pts[face_box_landmarks["right"], 0].max(),
+            pts[face_box_landmarks["bottom"], 1].max(),
+        ]
+    )
+
+
+def region_boxes_from_face_box(face_box: np.ndarray, regions: list[dict], canvas_size) -> np.ndarray:
+    """Map the canvas rectangles of `regions` back to image pixels: (regions, 4) float x0, y0, x1, y1.
+
+    The face box is fitted into the canvas (width, height) the way the authors' code resized
+    the face crop: scaled to fit inside ("contain", aspect ratio kept) and centred, the rest
+    black. Centring is our choice where the paper is silent; it is what PIL's `ImageOps.pad`
+    and most letterbox resizes do, and it keeps left/right regions mirror images of each
+    other. `crop_scale` does not enter: it rescales canvas and rectangles together.
+    """
+    x0, y0, x1, y1 = (float(v) for v in face_box)
+    fw, fh = x1 - x0, y1 - y0
+    cw, ch = (float(v) for v in canvas_size)
+    scale = min(cw / fw, ch / fh)  # canvas pixels per image pixel
+    off_x = (cw - fw * scale) / 2.0
+    off_y = (ch - fh * scale) / 2.0
+    canvas = np.array([r["box"] for r in regions], np.float64)  # (R, 4) in canvas pixels
+    out = np.empty_like(canvas)
+    out[:, [0, 2]] = x0 + (canvas[:, [0, 2]] - off_x) / scale
+    out[:, [1, 3]] = y0 + (canvas[:, [1, 3]] - off_y) / scale
+    return out
+
+
+def round_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Float boxes to the integer pixel boxes that are cut: (R, 4) int64, end exclusive, >= 1 px."""
+    boxes = np.floor(np.asarray(boxes, np.float64) + 0.5).astype(np.int64)
+    boxes[:, 2] = np.maximum(boxes[:, 2], boxes[:, 0] + 1)
+    boxes[:, 3] = np.maximum(boxes[:, 3], boxes[:, 1] + 1)
+    return boxes
+
+
+def frame_positions(num_source: int, frame_sampling: str, num_frames: int | None, max_frames: int) -> np.ndarray:
+    """Source-frame position of every output frame, (frames_out,) float64.
+
+    "all": every frame, 0..T-1; clips longer than `max_frames` are sampled uniformly down to
+    `max_frames` (so a long clip stays bounded instead of failing). "uniform": `num_frames`
+    frames spread evenly from the first to the last (rounded to whole frames); clips with fewer
+    frames keep all of them (no frame is repeated; `frame_mask` marks the real ones).
+    "interpolate": exactly `num_frames` positions evenly from 0 to T-1, fractional positions
+    blended linearly between the two neighbouring frames (temporal normalisation to a fixed
+    length, as micro-expression work often does with its clips of 10 to 500 frames).
+    """
+    if frame_sampling == "all":
+        if num_source <= max_frames:
+            return np.arange(num_source, dtype=np.float64)
+        return np.round(np.linspace(0, num_source - 1, max_frames))
+    if frame_sampling == "uniform":
+        if num_source <= num_frames:
+            return np.arange(num_source, dtype=np.float64)
+        return np.round(np.linspace(0, num_source - 1, num_frames))
+    return np.linspace(0, num_source - 1, num_frames)
+
+
+# ------------------------------------------------------------------------------ cropping
+def _require_cv2():
+    try:
+        import cv2
+    except ImportError:  # grey conversion falls back to numpy
+        return None
+    return cv2
+
+
+def _convert_channels(patch: np.ndarray, num_channels: int, channel_order: str) -> np.ndarray:
+    """(T, h, w, C) uint8 in `channel_order` -> (T, h, w, 1 or 3) uint8 (grey, or RGB)."""
+    t, h, w, c = patch.shape
+    if c == 1:
+        return patch  # grey stays grey; repeated to 3 channels after the resize (3x cheaper)
+    cv2 = _require_cv2()
+    if num_channels == 1:
+        if cv2 is not None:
+            code = cv2.COLOR_BGR2GRAY if channel_order == "bgr" else cv2.COLOR_RGB2GRAY
+            # one call over the whole clip: the (T * h, w) image is T frames stacked
+            return cv2.cvtColor(patch.reshape(t * h, w, 3), code).reshape(t, h, w, 1)
+        weights = np.array([0.299, 0.587, 0.114], np.float32)
+        if channel_order == "bgr":
+            weights = weights[::-1]
+        return np.clip(patch @ weights + 0.5, 0, 255).astype(np.uint8)[..., None]
+    if channel_order == "bgr":
+        if cv2 is not None:
+            return cv2.cvtColor(patch.reshape(t * h, w, 3), cv2.COLOR_BGR2RGB).reshape(t, h, w, 3)
+        return np.ascontiguousarray(patch[..., ::-1])
+    return patch
+
+
+def crop_regions(
+    frames: np.ndarray,
+    boxes: np.ndarray,
+    region_sizes: list[tuple[int, int]],
+    crop_size: tuple[int, int],
+    num_channels: int = 1,
+    channel_order: str = "rgb",
+    frame_indices: np.ndarray | None = None,
+) -> np.ndarray:
+    """Cut the same boxes out of every frame and bring each region to its crop size.
+
+    Both ways into the processor (landmarks found by the detector, or landmarks / boxes given
+    by the caller) end here. Per region there is one array slice over all frames and one
+    resize call over the whole (frames, channels, h, w) stack (antialiased bilinear, so
+    downscaling does not alias); no Python loop over frames.
+
+    Args:
+        frames: (T, H, W, C) uint8, C = 1 (grey) or 3 (in `channel_order`, "rgb" or "bgr").
+        boxes: (R, 4) int x0, y0, x1, y1 in `frames` pixels, end exclusive. Parts outside the
+            frame are black.
+        region_sizes: (height, width) of each region's crop (`MieConfig.region_crop_sizes`).
+        crop_size: (height, width) all crops are padded to (`MieConfig.crop_size`).
+        num_channels: 1 for grey output, 3 for RGB.
+        frame_indices: (T',) int frames to crop, in order; default all.
+
+    Returns:
+        (T', R, num_channels, crop_height, crop_width) uint8. Region r fills the top-left
+        `region_sizes[r]` of its crop; the rest is black (the paper pads smaller crops with
+        black; top-left keeps the pixel <-> crop mapping a plain offset for heatmaps).
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3) or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 1 or 3) uint8; got {frames.shape} {frames.dtype}.")
+    boxes = np.asarray(boxes, np.int64)
+    if boxes.shape != (len(region_sizes), 4):
+        raise ValueError(f"boxes must be (regions, 4) = {(len(region_sizes), 4)}; got {boxes.shape}.")
+    total, height, width, channels = frames.shape
+    count = total if frame_indices is None else len(frame_indices)
+    crop_h, crop_w = crop_size
+    out = np.zeros((count, len(region_sizes), num_channels, crop_h, crop_w), np.uint8)
+    for r, ((x0, y0, x1, y1), (out_h, out_w)) in enumerate(zip(boxes.tolist(), region_sizes)):
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if ix0 >= ix1 or iy0 >= iy1:
+            continue  # the region lies wholly outside the frame: its crop stays black
+        if frame_indices is None:
+            part = frames[:, iy0:iy1, ix0:ix1]
+        else:
+            part = frames[frame_indices, iy0:iy1, ix0:ix1]  # copies only the selected frames' box
+        if (ix0, iy0, ix1, iy1) != (x0, y0, x1, y1):
+            patch = np.zeros((count, y1 - y0, x1 - x0, channels), np.uint8)
+            patch[:, iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = part
+        else:
+            patch = np.ascontiguousarray(part)
+        patch = _convert_channels(patch, num_channels, channel_order)
+        if not patch.flags.writeable:  # torch.from_numpy warns on read-only arrays
+            patch = patch.copy()
+        stack = torch.from_numpy(patch).permute(0, 3, 1, 2)  # (T', c, h, w), channels-last memory
+        if stack.shape[-2:] != (out_h, out_w):
+            stack = torch.nn.functional.interpolate(
+                stack, size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False
+            )
+        out[:, r, :, :out_h, :out_w] = stack.numpy()  # broadcasts grey to 3 channels if asked
+    return out
+
+
+# ------------------------------------------------------------------------------ inputs
+def _item_kind(item: Any) -> str:
+    """'frame' or 'clip' for an element of a list given to the processor (see `MieProcessor`)."""
+    if isinstance(item, (Clip, list, tuple)):
+        return "clip"
+    if isinstance(item, (str, os.PathLike)):
+        return "frame" if is_image_path(item) else "clip"
+    if hasattr(item, "getbands"):  # PIL image
+        return "frame"
+    shape = getattr(item, "shape", None)
+    if shape is not None:
+        if len(shape) == 2 or (len(shape) == 3 and shape[-1] in (1, 3, 4)):
+            return "frame"
+        if len(shape) in (3, 4):
+            return "clip"
+    return "unknown"
+
+
+def _split_batch(videos: Any) -> tuple[list, bool]:
+    """(clips, is_batch) from whatever the caller passed."""
+    if videos is None:
+        raise MieInputError("No clip was given; pass a video path, a folder of frames or an array of frames.")
+    if isinstance(videos, (list, tuple)):
+        if len(videos) == 0:
+            raise MieInputError("An empty list was given; pass at least one clip or frame.")
+        kinds = {_item_kind(v) for v in videos}
+        if kinds == {"frame"}:
+            return [list(videos)], False
+        if kinds == {"clip"}:
+            return list(videos), True
+        raise MieInputError(
+            "A list must hold either frames of one clip (images, image paths, (H, W[, C]) arrays) or "
+            "clips of a batch (video paths, frame folders, (T, H, W[, C]) arrays, lists of frames); "
+            f"got a mix ({sorted(kinds)})."
+        )
+    shape = getattr(videos, "shape", None)
+    if shape is not None and len(shape) == 5:
+        return list(videos), True
+    return [videos], False
+
+
+def _per_clip(value: Any, count: int, is_batch: bool, name: str, item_ndim: int) -> list:
+    """Spread a per-clip argument (landmarks, boxes, fps) over the clips of a batch."""
+    if value is None:
+        return [None] * count
+    if not is_batch:
+        return [value]
+    if isinstance(value, (int, float)) and name == "fps":
+        return [value] * count
+    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) == item_ndim + 1:
+        value = list(value)
+        if len(value) != count:
+            raise MieInputError(f"{name} must hold one entry per clip: {count} clips, {len(value)} entries.")
+        return value
+    raise MieInputError(f"For a batch of {count} clips, pass {name} as a list with one entry per clip.")
+
+
+# ------------------------------------------------------------------------------ processor
+class MieProcessor(BaseImageProcessor):
+    r"""
+    Turns a face clip into the input of [`MieForVideoClassification`] the way the paper does
+    (Aouayeb et al., 2019, section 2): landmarks on the first usable frame, six region boxes
+    fixed from them, the same boxes cut out of every frame, each crop resized to its region
+    size and padded with black to one common size.
+
+    The geometry is the config's region table ([`MieConfig`] `regions`, `canvas_size`,
+    `crop_scale`, `face_box_landmarks`, `num_channels`): build the processor with
+    `MieProcessor.from_config(config)`. `MieProcessor()` uses `MieConfig()` (the paper's
+    geometry, grey crops). `from_pretrained(folder)` takes the geometry from the folder's
+    config.json when there is one, so a checkpoint's processor cannot drift from its model.
+
+    Inputs (`processor(videos, ...)`): one clip, or a list of clips for a batch. A clip is a
+    video file (anything OpenCV decodes), a folder of frame images (ordered by the integer in
+    the file names), a list of frames (image paths, PIL images or (H, W[, C]) arrays), an
+    array / tensor of frames ((T, H, W[, C]) or (T, C, H, W), RGB, uint8 / uint16 / float in
+    [0, 1]) or a [`Clip`]. A list of frames is one clip; a list of clips is a batch.
+
+    Landmarks come from MediaPipe's face landmarker (loaded once, on first use), searched from
+    frame 0 on; with several faces the largest is used and a note says so. Callers may pass
+    `landmarks` ((478, 2) MediaPipe or (68, 2) dlib points, pixels of the clip's frames) or
+    `boxes` ((regions, 4) x0, y0, x1, y1 pixels); no detector runs then.
+
+    One-frame clips are refused by default (`min_frames=2`): a micro-expression is a
+    movement, and one frame gives the temporal model nothing to compare. Set `min_frames=1`
+    to crop single photographs (for drawing regions, or stage-1 CNN data).
+
+    Args:
+        config ([`MieConfig`], *optional*):
+            Take the geometry from this config. Mutually exclusive with the geometry arguments.
+        regions (`list[dict]`, *optional*, defaults to `MieConfig().regions`):
+            The region table's geometry: `name` and `box` ([x0, y0, x1, y1] canvas pixels).
+        canvas_size (`list[int]`, *optional*, defaults to `[240, 280]`):
+            Width and height of the canvas the face box is fitted into.
+        crop_scale (`float`, *optional*, defaults to 1.0):
+            Crop pixels per canvas pixel.
+        face_box_landmarks (`dict`, *optional*, defaults to dlib 17 / 26 / 18, 25 / 8):
+            dlib-68 indices of the face box sides (`left`, `right`, `top`, `bottom`).
+        num_channels (`int`, *optional*, defaults to 1):
+            1 for grey crops, 3 for RGB.
+        frame_sampling (`str`, *optional*, defaults to `"all"`):
+            `"all"` (every frame, at most `max_frames`), `"uniform"` (`num_frames` evenly spread
+            frames) or `"interpolate"` (exactly `num_frames`, linearly interpolated); see
+            `frame_positions`.
+        num_frames (`int`, *optional*):
+            Output length for `"uniform"` and `"interpolate"` (required by them).
+        max_frames (`int`, *optional*, defaults to 500):
+            Cap for `"all"`; longer clips are sampled uniformly down to it. The paper padded
+            every clip to 500 frames.
+        do_rescale (`bool`, *optional*, defaults to `True`):
+            Return float32 `pixel_values` in [0, 1] (times `rescale_factor`). `False` returns
+            the uint8 crops, 4x smaller, for preprocessed caches. No mean/std normalisation:
+            the model was trained on plain [0, 1] pixels.
+        rescale_factor (`float`, *optional*, defaults to 1/255):
+            Factor applied when `do_rescale`.
+        min_frames (`int`, *optional*, defaults to 2):
+            Shortest clip accepted (see the one-frame policy above).
+        landmark_search_frames (`int`, *optional*, defaults to 10):
+            How many frames from the start are searched for a face (frame 0 can be black or
+            faceless) before the clip is refused.
+        min_face_size (`float`, *optional*, defaults to 48):
+            Smallest accepted face box side in pixels (brow ends to chin); smaller faces would
+            be upscaled several times into the canvas and carry no micro-movement.
+        detect_max_side (`int`, *optional*, defaults to 1024):
+            Frames larger than this are downscaled for landmarking only; crops are cut from the
+            full-resolution frames.
+        video_limits (`dict`, *optional*):
+            Overrides of [`VideoLimits`] (file size, frames, duration, pixels per frame).
+        face_landmarker_path (`str`, *optional*):
+            MediaPipe's `face_landmarker.task`; by default resolved by
+            `resolve_face_landmarker_model` (environment variable, cache, download). Not saved.
+
+    Returns from `__call__`: a [`BatchFeature`] with
+        - `pixel_values`: (batch, frames, regions, channels, height, width) float32 in [0, 1]
+          (uint8 with `do_rescale=False`); padded frames are zero.
+        - `frame_mask`: (batch, frames) bool, True for real frames, which come first.
+        - `region_boxes`: (batch, regions, 4) int64 x0, y0, x1, y1 (end exclusive) in pixels of
+          the source frames: exactly what was cut (may reach past the frame; that part is black).
+        - `face_boxes`: (batch, 4) float32 face box the regions came from (NaN for given boxes).
+        - `landmarks`: (batch, 478, 2) float32 pixels (NaN where not known);
+          `landmarks_dlib68`: (batch, 68, 2).
+        - `landmark_frame`: (batch,) int64 source frame the landmarks came from (-1: given).
+        - `num_faces`: (batch,) int64 faces found in that frame (-1: landmarks/boxes given).
+        - `fps`: (batch,) float32 (NaN where unknown); `num_source_frames`: (batch,) int64;
+          `image_sizes`: (batch, 2) int64 width, height of the source frames.
+        - `frame_positions`: (batch, frames) float32 source frame of every output frame
+          (fractional when interpolated; -1 for padding).
+        - `landmark_source`: list of "detector" / "landmarks" / "boxes";
+          `notes`: list of str (e.g. several faces found; a truncated video).
+
+    Raises:
+        MieInputError: for every problem with the input (missing, empty, unreadable or too
+            large file, zero frames, a too-short clip, no face in the first frames, a face too
+            small, bad landmarks or boxes); the message says what to do.
+
+    Example:
+
+    ```python
+    >>> from modeling_mie import MieConfig, MieProcessor
+    >>> processor = MieProcessor.from_config(MieConfig.from_preset("fast"))
+    >>> inputs = processor("clip.mp4", return_tensors="pt")
+    >>> inputs["pixel_values"].shape  # (1, frames, 6, 1, 40, 80)
+    ```
+    """
+
+    model_input_names = ["pixel_values", "frame_mask"]
+    valid_kwargs = MieProcessorKwargs
+
+    def __init__(
+        self,
+        config: MieConfig | None = None,
+        *,
+        regions: list | None = None,
+        canvas_size: list | None = None,
+        crop_scale: float | None = None,
+        face_box_landmarks: dict | None = None,
+        num_channels: int | None = None,
+        frame_sampling: str = "all",
+        num_frames: int | None = None,
+        max_frames: int = 500,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        min_frames: int = 2,
+        landmark_search_frames: int = 10,
+        min_face_size: float = 48,
+        detect_max_side: int = DEFAULT_DETECT_MAX_SIDE,
+        video_limits: dict | None = None,
+        face_landmarker_path: str | os.PathLike | None = None,
+        **kwargs,
+    ):
+        unknown = set(kwargs) - _BOOKKEEPING_KEYS
+        if unknown:
+            # a newer mie may save more settings: keep them (transformers' way), but say so
+            logger.warning("MieProcessor ignores unknown settings %s.", sorted(unknown))
+        super().__init__(**kwargs)
+        given = {
+            "regions": regions,
+            "canvas_size": canvas_size,
+            "crop_scale": crop_scale,
+            "face_box_landmarks": face_box_landmarks,
+            "num_channels": num_channels,
+        }
+        given = {k: v for k, v in given.items() if v is not None}
+        if config is not None:
+            if given:
+                raise ValueError(
+                    f"Pass either config or geometry arguments, not both (got config and {sorted(given)}); "
+                    "the geometry comes from the config's region table."
+                )
+            geometry = geometry_from_config(config)
+        else:
+            geometry = {**geometry_from_config(_default_config()), **given}
+        geometry = _normalise_geometry(geometry)
+        self._geometry = _geometry_config(geometry)  # validates and derives crop sizes
+        for key in GEOMETRY_KEYS:
+            setattr(self, key, geometry[key])
+        self.frame_sampling = frame_sampling
+        self.num_frames = num_frames
+        self.max_frames = max_frames
+        self.do_rescale = do_rescale
+        self.rescale_factor = rescale_factor
+        self.min_frames = min_frames
+        self.landmark_search_frames = landmark_search_frames
+        self.min_face_size = min_face_size
+        self.detect_max_side = detect_max_side
+        self.video_limits = VideoLimits.coerce(video_limits).to_dict()
+        self._validate_options({k: getattr(self, k) for k in _CALL_OPTIONS})
+        self._face_landmarker_path = face_landmarker_path
+        self._landmarker: MieFaceLandmarker | None = None
+        self._lock = threading.Lock()
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: MieConfig, **kwargs) -> "MieProcessor":
+        """A processor with the geometry of `config` (its region table) and `kwargs` options."""
+        return cls(config=config, **kwargs)
+
+    @classmethod
+    def get_image_processor_dict(cls, pretrained_model_name_or_path, **kwargs):
+        """Read preprocessor_config.json, then take the geometry from config.json beside it.
+
+        The region table lives in the model config; the processor keeps a copy so that it also
+        works alone. When both files are present and disagree, config.json wins (the model's
+        weights were built for its crop sizes and channels) and a warning names the fields.
+        Arguments passed to `from_pretrained` still override both.
+        """
+        lookup = {
+            k: kwargs.get(k)
+            for k in ("cache_dir", "force_download", "proxies", "token", "local_files_only", "revision", "subfolder")
+            if kwargs.get(k) is not None
+        }
+        processor_dict, rest = super().get_image_processor_dict(pretrained_model_name_or_path, **kwargs)
+        model_config = _read_model_config(pretrained_model_name_or_path, lookup)
+        if model_config is not None:
+            processor_dict = reconcile_geometry(processor_dict, model_config, str(pretrained_model_name_or_path))
+        return processor_dict, rest
+
+    def to_dict(self) -> dict[str, Any]:
+        # Private state (the MediaPipe landmarker, a lock, the derived config) is not settings
+        # and cannot be deep-copied: leave it out of preprocessor_config.json.
+        out = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("_")}
+        out["image_processor_type"] = type(self).__name__
+        return out
+
+    def __getstate__(self):  # pickling for datasets.map(num_proc=...) and deepcopy
+        state = self.__dict__.copy()
+        state["_landmarker"] = None
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- derived geometry ----------------------------------------------------------------
+    @property
+    def region_names(self) -> list[str]:
+        return [r["name"] for r in self.regions]
+
+    @property
+    def region_crop_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of each region's crop before padding."""
+        return self._geometry.region_crop_sizes
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """(height, width) of every padded crop: the last two axes of `pixel_values`."""
+        return self._geometry.crop_size
+
+    def geometry(self) -> dict:
+        """The geometry fields, in the form `MieConfig` stores them."""
+        return _normalise_geometry({k: getattr(self, k) for k in GEOMETRY_KEYS})
+
+    # -- landmarks -----------------------------------------------------------------------
+    def _detector(self, detect_max_side: int) -> MieFaceLandmarker:
+        if self._landmarker is None:
+            self._landmarker = MieFaceLandmarker(self._face_landmarker_path, detect_max_side=detect_max_side)
+        self._landmarker.detect_max_side = int(detect_max_side)
+        return self._landmarker
+
+    def detect_landmarks(self, frame: np.ndarray, frame_index: int = 0, detect_max_side: int | None = None):
+        """Landmarks of the largest face in one RGB / grey frame, or None. Thread-safe."""
+        with self._lock:
+            detector = self._detector(detect_max_side or self.detect_max_side)
+            return detector.detect(frame, frame_index=frame_index)
+
+    def close(self) -> None:
+        """Release the MediaPipe landmarker (it is created again when needed)."""
+        with self._lock:
+            if self._landmarker is not None:
+                self._landmarker.close()
+                self._landmarker = None
+
+    # -- options -------------------------------------------------------------------------
+    @staticmethod
+    def _validate_options(opts: dict) -> None:
+        if opts["frame_sampling"] not in FRAME_SAMPLING_MODES:
+            raise ValueError(
+                f"frame_sampling must be one of {list(FRAME_SAMPLING_MODES)}, got {opts['frame_sampling']!r}."
+            )
+        if opts["frame_sampling"] != "all" and (
+            not isinstance(opts["num_frames"], int) or isinstance(opts["num_frames"], bool) or opts["num_frames"] < 1
+        ):
+            raise ValueError(
+                f"frame_sampling={opts['frame_sampling']!r} needs num_frames, a positive int; got "
+                f"{opts['num_frames']!r}."
+            )
+        for key, low in (("max_frames", 1), ("min_frames", 1), ("landmark_search_frames", 1), ("detect_max_side", 16)):
+            value = opts[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{key} must be an int >= {low}, got {value!r}.")
+        if not isinstance(opts["min_face_size"], (int, float)) or opts["min_face_size"] < 0:
+            raise ValueError(f"min_face_size must be a number >= 0, got {opts['min_face_size']!r}.")
+        if not isinstance(opts["do_rescale"], bool):
+            raise ValueError(f"do_rescale must be True or False, got {opts['do_rescale']!r}.")
+        if not isinstance(opts["rescale_factor"], (int, float)) or not opts["rescale_factor"] > 0:
+            raise ValueError(f"rescale_factor must be a positive number, got {opts['rescale_factor']!r}.")
+        VideoLimits.coerce(opts["video_limits"])
+
+    def _options(self, overrides: dict) -> dict:
+        bad = set(overrides) - set(_CALL_OPTIONS)
+        if bad & set(GEOMETRY_KEYS):
+            raise ValueError(
+                f"{sorted(bad & set(GEOMETRY_KEYS))} cannot change per call: the geometry belongs to the "
+                "model's config. Build another processor with MieProcessor.from_config(config)."
+            )
+        if bad:
+            raise TypeError(f"Unknown arguments {sorted(bad)}; allowed per call: {list(_CALL_OPTIONS)}.")
+        opts = {k: overrides.get(k, getattr(self, k)) for k in _CALL_OPTIONS}
+        if "video_limits" in overrides and isinstance(overrides["video_limits"], dict):
+            opts["video_limits"] = {**self.video_limits, **overrides["video_limits"]}
+        self._validate_options(opts)
+        opts["video_limits"] = VideoLimits.coerce(opts["video_limits"])
+        return opts
+
+    # -- main entry ------------------------------------------------------------------------
+    def __call__(self, videos=None, *args, **kwargs) -> BatchFeature:
+        return self.preprocess(videos, *args, **kwargs)
+
+    def preprocess(
+        self,
+        videos: Any = None,
+        landmarks: Any = None,
+        boxes: Any = None,
+        fps: float | list | None = None,
+        return_tensors: str | None = None,
+        images: Any = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Crop the regions of one clip or a batch of clips; see the class docstring.
+
+        Args:
+            videos: a clip or a list of clips (`images=` is accepted as an alias).
+            landmarks: per clip, (478, 2) / (68, 2) pixels or a `FaceLandmarks` (a list for a
+                batch, None entries for "detect").
+            boxes: per clip, (regions, 4) x0, y0, x1, y1 pixels (a list for a batch).
+            fps: frame rate for clips that carry none (folders, arrays); a number or a list.
+            return_tensors: "pt", "np" or None (numpy arrays).
+            **kwargs: per-call overrides of the options (`frame_sampling`, `num_frames`,
+                `max_frames`, `do_rescale`, `rescale_factor`, `min_frames`,
+                `landmark_search_frames`, `min_face_size`, `detect_max_side`, `video_limits`).
+        """
+        if videos is None:
+            videos = images
+        opts = self._options(kwargs)
+        clips, is_batch = _split_batch(videos)
+        count = len(clips)
+        per_landmarks = _per_clip(landmarks, count, is_batch, "landmarks", 2)
+        per_boxes = _per_clip(boxes, count, is_batch, "boxes", 2)
+        per_fps = _per_clip(fps, count, is_batch, "fps", 0)
+        results = []
+        for i, clip in enumerate(clips):
+            if per_landmarks[i] is not None and per_boxes[i] is not None:
+                raise MieInputError("Pass landmarks or boxes for a clip, not both.")
+            try:
+                results.append(self._process_clip(clip, per_landmarks[i], per_boxes[i], per_fps[i], opts))
+            except MieInputError as err:
+                if is_batch:
+                    raise MieInputError(f"Clip {i} of the batch: {err}") from err
+                raise
+        return BatchFeature(data=self._assemble(results, opts), tensor_type=return_tensors)
+
+    # -- one clip --------------------------------------------------------------------------
+    def _process_clip(self, clip, landmarks, boxes, fps, opts) -> dict:
+        """Read, landmark and crop one clip; returns its crops and provenance (see `_assemble`)."""
+        started = time.perf_counter()
+        reader = open_clip(clip, opts["video_limits"], fps)
+        with reader:
+            if reader.exact_count and reader.num_frames < opts["min_frames"]:
+                raise self._too_short(reader.source, reader.num_frames, opts)
+            info = {"source": reader.source, "notes": []}
+            given = self._given_geometry(landmarks, boxes, info)
+            if reader.array is not None:
+                frames, offset = reader.array, (0, 0)
+                if given is None:
+                    given = self._search_face(
+                        ((i, frames[i]) for i in range(min(len(frames), opts["landmark_search_frames"]))),
+                        reader.channel_order, opts, info,
+                    )
+                self._finish_geometry(given, reader.frame_size, opts, info)
+                stack = frames
+            else:
+                stack, offset = self._stream(reader, given, opts, info)
+            num_source = stack.shape[0]
+            if num_source < opts["min_frames"]:
+                raise self._too_short(reader.source, num_source, opts)
+            positions = frame_positions(num_source, opts["frame_sampling"], opts["num_frames"], opts["max_frames"])
+            if opts["frame_sampling"] == "all" and num_source > opts["max_frames"]:
+                info["notes"].append(
+                    f"{num_source} frames, above max_frames={opts['max_frames']}: sampled uniformly to "
+                    f"{opts['max_frames']}."
+                )
+            boxes_in_stack = info["region_boxes"] - np.array([offset[0], offset[1], offset[0], offset[1]])
+            crop_args = (
+                boxes_in_stack, self.region_crop_sizes, self.crop_size, self.num_channels, reader.channel_order
+            )
+            if opts["frame_sampling"] == "interpolate":
+                low = np.floor(positions).astype(np.int64)
+                high = np.minimum(low + 1, num_source - 1)
+                needed, inverse = np.unique(np.concatenate([low, high]), return_inverse=True)
+                crops = crop_regions(stack, *crop_args, frame_indices=needed).astype(np.float32)
+                weight = (positions - low).astype(np.float32)[:, None, None, None, None]
+                a, b = crops[inverse[: len(low)]], crops[inverse[len(low) :]]
+                crops = a + (b - a) * weight  # (T', R, C, H, W) float in [0, 255]
+            else:
+                indices = positions.astype(np.int64)
+                full = len(indices) == num_source
+                crops = crop_regions(stack, *crop_args, frame_indices=None if full else indices)
+            notes = list(reader.notes) + info["notes"]
+        elapsed_ms = 1e3 * (time.perf_counter() - started)
+        logger.debug("%s: %d frames cropped in %.1f ms", reader.source, len(positions), elapsed_ms)
+        return {
+            "crops": crops,
+            "positions": positions,
+            "region_boxes": info["region_boxes"],
+            "face_box": info["face_box"],
+            "points": info["points"],
+            "dlib68": info["dlib68"],
+            "landmark_frame": info["landmark_frame"],
+            "num_faces": info["num_faces"],
+            "landmark_source": info["landmark_source"],
+            "fps": reader.fps,
+            "num_source_frames": num_source,
+            "image_size": reader.frame_size,
+            "notes": notes,
+        }
+
+    def _too_short(self, source: str, count: int, opts: dict) -> MieInputError:
+        return MieInputError(
+            f"{source} has {count} frame(s); at least {opts['min_frames']} are needed, since a "
+            "micro-expression is a movement across frames. Pass a longer clip, or set min_frames=1 "
+            "to crop a single image anyway."
+        )
+
+    def _given_geometry(self, landmarks, boxes, info: dict):
+        """Caller-supplied landmarks / boxes, checked for shape; None when the detector must run."""
+        if boxes is not None:
+            if hasattr(boxes, "detach"):
+                boxes = boxes.detach().cpu().numpy()
+            boxes = np.asarray(boxes, np.float64)
+            expected = (len(self.regions), 4)
+            if boxes.shape != expected:
+                raise MieInputError(
+                    f"boxes must be (regions, 4) = {expected} x0, y0, x1, y1 pixels (regions: "
+                    f"{self.region_names}); got shape {boxes.shape}."
+                )
+            if not np.isfinite(boxes).all() or (boxes[:, 2] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 1]).any():
+                raise MieInputError(
+                    "boxes must be finite with x1 > x0 and y1 > y0 (x0, y0, x1, y1 in pixels); got "
+                    f"{boxes.tolist()}."
+                )
+            return {"kind": "boxes", "boxes": boxes}
+        if landmarks is not None:
+            points, dlib68 = as_dlib68(landmarks)
+            return {"kind": "landmarks", "points": points, "dlib68": dlib68, "frame": -1, "faces": -1, "notes": []}
+        return None
+
+    def _try_detect(self, frame: np.ndarray, index: int, channel_order: str, opts: dict):
+        """Detector landmarks of frame `index` as a geometry dict, or None without a face."""
+        rgb = frame[:, :, ::-1] if channel_order == "bgr" else frame
+        found = self.detect_landmarks(rgb, frame_index=index, detect_max_side=opts["detect_max_side"])
+        if found is None:
+            return None
+        return {
+            "kind": "detector",
+            "points": found.points,
+            "dlib68": found.dlib68,
+            "frame": found.frame_index,
+            "faces": found.num_faces,
+            "notes": list(found.notes),
+        }
+
+    def _search_face(self, frames, channel_order: str, opts: dict, info: dict):
+        """Landmarks from the first of `frames` ((index, frame) pairs) with a face."""
+        brightness = []
+        for index, frame in frames:
+            found = self._try_detect(frame, index, channel_order, opts)
+            if found is not None:
+                return found
+            brightness.append(float(frame.mean()))
+        self._no_face(info["source"], brightness)
+
+    @staticmethod
+    def _no_face(source: str, brightness: list[float]):
+        searched = len(brightness)
+        dark = brightness and max(brightness) < 10
+        why = " (they are black or nearly black)" if dark else ""
+        raise MieInputError(
+            f"No face was found in the first {searched} frame(s) of {source}{why}. Use a clip in which "
+            "one face looks at the camera, well lit and unobstructed, from the first frames on; or pass "
+            "landmarks= or boxes= to the processor yourself."
+        )
+
+    def _finish_geometry(self, given: dict, frame_size: tuple[int, int], opts: dict, info: dict) -> None:
+        """Region boxes (and provenance) from the detector's or the caller's landmarks / boxes."""
+        width, height = frame_size
+        nan = np.float32("nan")
+        if given["kind"] == "boxes":
+            region_boxes = round_boxes(given["boxes"])
+            info.update(
+                face_box=np.full(4, nan, np.float32),
+                points=None,
+                dlib68=None,
+                landmark_frame=-1,
+                num_faces=-1,
+                landmark_source="boxes",
+            )
+        else:
+            dlib68 = given["dlib68"]
+            if given["kind"] == "landmarks" and width > 4 and height > 4 and np.abs(dlib68).max() <= 1.5:
+                raise MieInputError(
+                    "The landmarks look normalised to [0, 1]; pass pixel coordinates (multiply x by the "
+                    f"frame width {width} and y by the height {height})."
+                )
+            face_box = face_box_from_landmarks(dlib68, self.face_box_landmarks)
+            face_w, face_h = face_box[2] - face_box[0], face_box[3] - face_box[1]
+            where = f"frame {given['frame']}" if given["frame"] >= 0 else "the given landmarks"
+            if face_w <= 0 or face_h <= 0:
+                raise MieInputError(
+                    f"The face box from {where} of {info['source']} is empty ({face_box.round(1).tolist()}): "
+                    "the landmarks are not a face seen from the front in dlib / MediaPipe order."
+                )
+            if min(face_w, face_h) < opts["min_face_size"]:
+                raise MieInputError(
+                    f"The face in {where} of {info['source']} is only {face_w:.0f} x {face_h:.0f} pixels "
+                    f"(brow ends to chin); at least {opts['min_face_size']:g} are needed for meaningful "
+                    "region crops. Use a closer or higher-resolution clip, or lower min_face_size."
+                )
+            region_boxes = round_boxes(region_boxes_from_face_box(face_box, self.regions, self.canvas_size))
+            info.update(
+                face_box=face_box.astype(np.float32),
+                points=given["points"],
+                dlib68=dlib68,
+                landmark_frame=int(given["frame"]),
+                num_faces=int(given["faces"]),
+                landmark_source=given["kind"],
+            )
+            info["notes"].extend(given["notes"])
+        inside = (region_boxes[:, 0] < width) & (region_boxes[:, 2] > 0)
+        inside &= (region_boxes[:, 1] < height) & (region_boxes[:, 3] > 0)
+        if not inside.any():
+            raise MieInputError(
+                f"All region boxes {region_boxes.tolist()} lie outside the {width} x {height} frames of "
+                f"{info['source']}; check that landmarks / boxes are in pixels of these frames."
+            )
+        if not inside.all():
+            names = [n for n, ok in zip(self.region_names, inside) if not ok]
+            info["notes"].append(f"Regions {names} lie outside the frame; their crops are black.")
+        info["region_boxes"] = region_boxes
+
+    def _stream(self, reader: ClipReader, given, opts: dict, info: dict):
+        """Decode a clip keeping only the face area of each frame: ((T, h, w, C) stack, (x, y) offset).
+
+        Frames before the landmarks are known (at most `landmark_search_frames`) are held whole;
+        after that only the union of the region boxes is copied out of each decoded frame, so a
+        long or high-resolution clip costs memory for its face area only, and the decoder
+        reuses one frame buffer.
+        """
+        pending: list[np.ndarray] = []
+        brightness: list[float] = []
+        stack = None
+        count = 0
+        union = None
+        for index, frame in enumerate(reader.iter_frames(reuse_buffer=True)):
+            if union is None:
+                frame = frame.copy()  # the decoder reuses its buffer
+                pending.append(frame)
+                if given is None:
+                    if index >= opts["landmark_search_frames"]:
+                        self._no_face(reader.source, brightness)
+                    given = self._try_detect(frame, index, reader.channel_order, opts)
+                    if given is None:
+                        brightness.append(float(frame.mean()))
+                        continue
+                self._finish_geometry(given, reader.frame_size, opts, info)
+                width, height = reader.frame_size
+                rb = info["region_boxes"]
+                union = (
+                    max(int(rb[:, 0].min()), 0),
+                    max(int(rb[:, 1].min()), 0),
+                    min(int(rb[:, 2].max()), width),
+                    min(int(rb[:, 3].max()), height),
+                )
+                capacity = min(max(reader.num_frames or 64, len(pending)), reader.limits.max_frames)
+                ux0, uy0, ux1, uy1 = union
+                stack = np.empty((capacity, uy1 - uy0, ux1 - ux0, frame.shape[2]), np.uint8)
+                for held in pending:
+                    stack[count] = held[uy0:uy1, ux0:ux1]
+                    count += 1
+                pending = []
+                continue
+            if count == stack.shape[0]:
+                stack = np.concatenate([stack, np.empty_like(stack)])
+            stack[count] = frame[union[1] : union[3], union[0] : union[2]]
+            count += 1
+        if union is None:  # the clip ended before a face was found
+            self._no_face(reader.source, brightness)
+        return stack[:count], (union[0], union[1])
+
+    # -- batch -----------------------------------------------------------------------------
+    def _assemble(self, results: list[dict], opts: dict) -> dict:
+        batch = len(results)
+        length = max(len(r["positions"]) for r in results)
+        regions, (crop_h, crop_w) = len(self.regions), self.crop_size
+        shape = (batch, length, regions, self.num_channels, crop_h, crop_w)
+        if opts["do_rescale"]:
+            pixel_values = np.zeros(shape, np.float32)
+            for i, r in enumerate(results):
+                # one pass: uint8 -> float32 and the scaling together
+                target = pixel_values[i, : len(r["crops"])]
+                np.multiply(r["crops"], np.float32(opts["rescale_factor"]), out=target, casting="unsafe")
+        else:
+            pixel_values = np.zeros(shape, np.uint8)
+            for i, r in enumerate(results):
+                crops = r["crops"]
+                if crops.dtype != np.uint8:  # interpolated frames
+                    crops = np.clip(crops + 0.5, 0, 255).astype(np.uint8)
+                pixel_values[i, : len(crops)] = crops
+        frame_mask = np.zeros((batch, length), bool)
+        positions = np.full((batch, length), -1.0, np.float32)
+        nan = np.float32("nan")
+        points = np.full((batch, 478, 2), nan, np.float32)
+        dlib68 = np.full((batch, 68, 2), nan, np.float32)
+        for i, r in enumerate(results):
+            frame_mask[i, : len(r["positions"])] = True
+            positions[i, : len(r["positions"])] = r["positions"]
+            if r["points"] is not None:
+                points[i] = r["points"]
+            if r["dlib68"] is not None:
+                dlib68[i] = r["dlib68"]
+        return {
+            "pixel_values": pixel_values,
+            "frame_mask": frame_mask,
+            "region_boxes": np.stack([r["region_boxes"] for r in results]).astype(np.int64),
+            "face_boxes": np.stack([r["face_box"] for r in results]).astype(np.float32),
+            "landmarks": points,
+            "landmarks_dlib68": dlib68,
+            "landmark_frame": np.array([r["landmark_frame"] for r in results], np.int64),
+            "num_faces": np.array([r["num_faces"] for r in results], np.int64),
+            "fps": np.array([r["fps"] if r["fps"] else nan for r in results], np.float32),
+            "num_source_frames": np.array([r["num_source_frames"] for r in results], np.int64),
+            "image_sizes": np.array([r["image_size"] for r in results], np.int64),
+            "frame_positions": positions,
+            "landmark_source": [r["landmark_source"] for r in results],
+            "notes": ["; ".join(r["notes"]) for r in results],
+        }
+
+
+# ------------------------------------------------------------------------------ helpers
+_DEFAULT_CONFIG: MieConfig | None = None
+
+
+def _default_config() -> MieConfig:
+    global _DEFAULT_CONFIG
+    if _DEFAULT_CONFIG is None:
+        _DEFAULT_CONFIG = MieConfig()
+    return _DEFAULT_CONFIG
+
+
+def _geometry_config(geometry: dict) -> MieConfig:
+    """A MieConfig holding only `geometry`, so its validation and crop-size rules are reused."""
+    try:
+        return MieConfig(
+            regions=[{**r, "emotions": []} for r in geometry["regions"]],
+            canvas_size=geometry["canvas_size"],
+            crop_scale=geometry["crop_scale"],
+            face_box_landmarks=geometry["face_box_landmarks"],
+            num_channels=geometry["num_channels"],
+        )
+    except (TypeError, KeyError) as err:
+        raise ValueError(f"Invalid processor geometry {geometry}: {err}") from err
+
+
+def _read_model_config(path, lookup: dict) -> dict | None:
+    """The mie config.json beside a preprocessor_config.json (local folder, file or Hub repo)."""
+    path_str = str(path)
+    candidate = None
+    if os.path.isdir(path_str):
+        candidate = os.path.join(path_str, lookup.get("subfolder", "") or "", "config.json")
+    elif os.path.isfile(path_str):
+        candidate = os.path.join(os.path.dirname(path_str), "config.json")
+    else:
+        try:
+            from transformers.utils import cached_file
+
+            candidate = cached_file(
+                path_str,
+                "config.json",
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+                _raise_exceptions_for_gated_repo=False,
+                **lookup,
+            )
+        except OSError:
+            candidate = None
+    if not candidate or not os.path.isfile(candidate):
+        return None
+    try:
+        with open(candidate, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if data.get("model_type") == MieConfig.model_type else None
+
+
+def reconcile_geometry(processor_dict: dict, model_config: dict, where: str = "") -> dict:
+    """`processor_dict` with its geometry taken from a mie `model_config` dict (config.json).
+
+    Fields that differ are logged as a warning; fields missing from the processor settings
+    (a hand-written preprocessor_config.json) are filled in silently.
+    """
+    config = MieConfig.from_dict(dict(model_config))
+    wanted = _normalise_geometry(geometry_from_config(config))
+    out = dict(processor_dict)
+    differing = []
+    for key in GEOMETRY_KEYS:
+        if key in out:
+            try:
+                have = _normalise_geometry({**wanted, key: out[key]})[key]
+            except (KeyError, TypeError, ValueError):
+                have = out[key]
+            if have != wanted[key]:
+                differing.append(key)
+        out[key] = copy.deepcopy(wanted[key])
+    if differing:
+        logger.warning(
+            "preprocessor_config.json in %s disagrees with config.json on %s; using config.json's values "
+            "(the model was built for them).",
+            where or "the model folder",
+            differing,
+        )
+    return out
+
+
+__all__ = [
+    "FRAME_SAMPLING_MODES",
+    "GEOMETRY_KEYS",
+    "MieProcessor",
+    "as_dlib68",
+    "crop_regions",
+    "face_box_from_landmarks",
+    "frame_positions",
+    "geometry_from_config",
+    "reconcile_geometry",
+    "region_boxes_from_face_box",
+    "round_boxes",
+]
