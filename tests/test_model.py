@@ -143,13 +143,20 @@ def test_paper_preset_parameter_count_matches_the_paper():
     assert fast < count / 2
 
 
-@pytest.mark.parametrize("preset", ["tiny", "paper", "fast"])
+@pytest.mark.parametrize("preset", ["tiny", "tiny-rgb-odd", "paper", "fast"])
 def test_batched_region_cnn_matches_per_region_reference(preset, tiny_config):
-    config = tiny_config if preset == "tiny" else MieConfig.from_preset(preset)
+    if preset.startswith("tiny"):
+        config = tiny_config
+        if preset == "tiny-rgb-odd":  # the grouped (not depthwise) conv1, odd sizes for the pooling
+            config = MieConfig.from_dict({**tiny_config.to_dict(), "num_channels": 3, "crop_scale": 0.85})
+            assert (config.crop_size[0] // 2) % 2 == 1  # the second pooling meets an odd height
+    else:
+        config = MieConfig.from_preset(preset)
     torch.manual_seed(2)
     batched = MieForVideoClassification(config).region_cnn.eval()
     reference = MieRegionCNNReference(config).load_from_batched(batched).eval()
-    x = torch.rand(5, config.num_regions, config.num_channels, *config.crop_size)
+    # more frames than one chunk, and not a multiple of it
+    x = torch.rand(batched.chunk_frames * 2 + 3, config.num_regions, config.num_channels, *config.crop_size)
     with torch.no_grad():
         f1, l1 = batched(x)
         f2, l2 = reference(x)
