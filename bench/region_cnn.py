@@ -3,16 +3,17 @@
 Measures, in one run, at the paper preset's crop size (80 x 160, grey):
 - frames per second (all six regions) of the plain per-region reference (six ordinary modules
   in a Python loop, default memory format: `modeling_mie.reference`),
-- the same for the layouts of the batched encoder that were considered (grouped convolutions
-  in default and channels-last layout, inception branches separate or fused), the first of
-  which is what `MieRegionCNN` runs,
+- the same for `MieRegionCNN` (chunks of 8 frames, grey conv1 as a depthwise convolution,
+  2x2 max-pooling as strided maxima) and for the simpler layouts it was chosen over (grouped
+  convolutions in channels-last or default layout, whole batch, `F.max_pool2d`),
 - the fp32 matrix-multiply rate of this machine (square 2048 matmul, all threads),
-and checks that every variant gives the reference's outputs to 1e-5.
+and checks that every variant gives the reference's outputs to 1e-5. Timing runs in rounds over
+all variants, so that a change in the machine's load hits every figure alike.
 
 Last line: `speedup_vs_reference=<x> fraction_of_matmul_peak=<y> frames_per_s=<z>`, where the
 fraction is the encoder's useful convolution + dense FLOP rate over the matmul rate.
 
-Usage: python bench/region_cnn.py [--batch 64] [--repeats 7] [--threads N]
+Usage: python bench/region_cnn.py [--batch 64] [--repeats 15] [--threads N]
 """
 
 from __future__ import annotations
