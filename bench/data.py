@@ -8,7 +8,7 @@ so that MediaPipe really landmarks a face. Loads it with `load_casme2`, then tim
 what a user waits for), and once more on the finished cache (the resume / no-op path).
 Prints a line per phase and, last, `clips_per_s=<x>`.
 
-Usage: python bench/data.py [--clips 32] [--frames 60] [--num-proc 2] [--preset paper|fast] [--start-method fork|spawn]
+Usage: python bench/data.py [--clips 32] [--frames 60] [--num-proc 2] [--preset paper|fast] [--start-method forkserver|spawn|fork]
 """
 
 from __future__ import annotations

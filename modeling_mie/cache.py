@@ -169,8 +169,8 @@ def _init_worker(processor_bytes: bytes) -> None:
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    # A fresh copy from bytes, also under fork: the caller's MediaPipe landmarker (if it made
-    # one) must never be used across a fork; MieProcessor's pickling leaves it out.
+    # A fresh copy from bytes: the caller's MediaPipe landmarker (if it made one) must never be
+    # shared with another process; MieProcessor's pickling leaves it out.
     _WORKER_PROCESSOR = pickle.loads(processor_bytes)
 
 
@@ -284,11 +284,13 @@ def build_region_cache(
         retry_failed: crop again the clips an earlier build recorded as failed.
         strict: raise `MieInputError` after the build when any clip failed.
         progress: show a progress bar (tqdm) and log a summary.
-        start_method: multiprocessing start method of the workers. Default "fork" where the
-            platform has it: workers start at once with everything imported (under load on 2
-            cores, "spawn" spent about 20 s re-importing torch and MediaPipe per build, 5x the
-            work of 24 clips). Workers get a pickled copy of the processor (never the caller's
-            landmarker) and one thread each, which keeps fork safe; "spawn" is the fallback.
+        start_method: multiprocessing start method of the workers. Default "forkserver" where
+            the platform has it, with mie imported once in the server, so workers start at once
+            (under load on 2 cores "spawn" spent about 20 s re-importing torch and MediaPipe per
+            build); "spawn" elsewhere. Never "fork" by default: the caller may hold threads
+            (torch's, MediaPipe's, a web server's) and a forked child deadlocks on any lock one of
+            them held at the fork (a test run hung that way). Workers get a pickled copy of the
+            processor (never the caller's landmarker) and one thread each.
 
     Returns:
         `datasets.Dataset`, one row per clip that was cropped, in the order of `dataset`: the
@@ -442,8 +444,11 @@ def _run(tasks: list[dict], processor, num_proc: int, progress: bool, start_meth
                 done(_process_clip(task, processor))
         else:
             if start_method is None:
-                start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+                start_method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             context = multiprocessing.get_context(start_method)
+            if start_method == "forkserver":
+                # the server imports mie (torch, transformers) once; its children inherit it
+                context.set_forkserver_preload([__name__])
             with concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(num_proc, len(tasks)),
                 mp_context=context,
