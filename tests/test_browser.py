@@ -122,6 +122,7 @@ def test_upload_analyse_and_screenshot(browser, app_url, tmp_path):
     assert any(name in labels for name in ("negative", "positive", "surprise")), labels
     for region in ("left eye", "right eye", "nose", "left cheek", "right cheek", "mouth"):
         assert page.get_by_text(region + " ", exact=False).first.is_visible(), region
+    page.locator(".vega-embed").first.wait_for(timeout=30_000)  # the plot renders after the text
     assert page.locator(".vega-embed").count() == 1
     assert "Answered by the model in the local folder" in page.locator("#mie-provenance").inner_text()
     assert not page.get_by_text("This clip cannot be analysed").is_visible()
