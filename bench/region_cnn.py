@@ -3,7 +3,7 @@
 Measures, in one run, at the paper preset's crop size (80 x 160, grey):
 - frames per second (all six regions) of the plain per-region reference (six ordinary modules
   in a Python loop, default memory format: `modeling_mie.reference`),
-- the same for `MieRegionCNN` (chunks of 8 frames, grey conv1 as a depthwise convolution,
+- the same for `MieRegionCNN` (chunks of 8 frames at this size, grey conv1 as a depthwise convolution,
   2x2 max-pooling as strided maxima) and for the simpler layouts it was chosen over (grouped
   convolutions in channels-last or default layout, whole batch, `F.max_pool2d`),
 - the fp32 matrix-multiply rate of this machine (square 2048 matmul, all threads),
@@ -68,7 +68,7 @@ def make_variants(cnn):
         return run
 
     return {
-        "MieRegionCNN: chunks of 8, depthwise conv1, strided pool": cnn,
+        "MieRegionCNN: chunks, depthwise conv1, strided pool": cnn,
         "grouped, channels-last, chunks of 8, F.max_pool2d": layered(torch.channels_last, 8, False, False),
         "grouped, channels-last, whole batch, F.max_pool2d": layered(torch.channels_last, 1 << 30, False, False),
         "grouped, default layout, whole batch, F.max_pool2d": layered(torch.contiguous_format, 1 << 30, False, False),
@@ -122,7 +122,21 @@ def main() -> None:
     for name, value in fps.items():
         print(f"{name:58s} {flops * value / 1e9:7.1f} GFLOP/s {value:8.1f} frames/s x{value / ref_fps:4.2f}")
 
-    best = fps["MieRegionCNN: chunks of 8, depthwise conv1, strided pool"]
+    # training (forward + backward, the stage-1 cost): MieRegionCNN vs the plain modules
+    train_times = {"reference": [], "MieRegionCNN": []}
+    for module in (reference, cnn):
+        module.train()
+    for _ in range(max(3, args.repeats // 3)):
+        for name, module in (("reference", reference), ("MieRegionCNN", cnn)):
+            start = time.perf_counter()
+            _, logits = module(x)
+            logits.sum().backward()
+            train_times[name].append(time.perf_counter() - start)
+    train_fps = {k: args.batch / statistics.median(v) for k, v in train_times.items()}
+    print(f"{'training fwd+bwd: reference / MieRegionCNN':58s} {train_fps['reference']:7.1f} / "
+          f"{train_fps['MieRegionCNN']:.1f} frames/s x{train_fps['MieRegionCNN'] / train_fps['reference']:4.2f}")
+
+    best = fps["MieRegionCNN: chunks, depthwise conv1, strided pool"]
     print(f"speedup_vs_reference={best / ref_fps:.2f} fraction_of_matmul_peak={flops * best / 1e9 / peak:.3f} "
           f"frames_per_s={best:.1f}")
 
