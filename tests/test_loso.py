@@ -13,6 +13,8 @@ import pytest
 from modeling_mie.metrics import read_megc_log
 
 REPO = Path(__file__).resolve().parents[1]
+# one worker runs the whole module, so the module's LOSO run is made once (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("loso")
 SUBJECTS = [f"casme2/sub0{i}" for i in (1, 2, 3)] + [f"samm/00{i}" for i in (6, 7, 9)] + [f"smic/s{i}" for i in (1, 2, 3)]
 # a short schedule: the test checks the machinery, not accuracy
 QUICK = ["--stage1-epochs", "2", "--stage2-epochs", "8", "--num-frames", "8", "--threads", "1"]
@@ -144,3 +146,22 @@ def test_unknown_fold_is_refused(synthetic_tiny, full_run, tmp_path):
     proc = loso("--dataset", f"synthetic={synthetic_tiny.root}", "--output-dir", tmp_path / "o", "--cache-dir", cache,
                 "--folds", "casme2/sub99", check=False)
     assert proc.returncode == 2 and "no such subject" in proc.stderr
+
+
+def test_push_to_hub_from_the_command(full_run, synthetic_tiny, tmp_path):
+    """--push-to-hub uploads the final model folder (card last) to the Hub at HF_ENDPOINT."""
+    from hub_server import LocalHub
+
+    out, cache, _ = full_run
+    with LocalHub(tmp_path / "hub") as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token}
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "train" / "loso.py"), "--dataset", f"synthetic={synthetic_tiny.root}",
+             "--output-dir", str(out), "--cache-dir", str(cache), *QUICK, "--resume", "--push-to-hub", "mie-test/loso"],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": "", **env}, timeout=900,
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert "final model already trained" in proc.stdout and "pushed to the Hub" in proc.stdout
+        repo = hub.store.repos["mie-test/loso"]
+        assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_mie.py", "README.md"} <= set(repo.head.files)
+        assert repo.commits[-1].changed == ["README.md"]  # the card lands last, in its own commit
