@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import re
-import socket
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import free_port, load_app
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "checkpoints" / "mie-synthetic-megc2019"
@@ -28,21 +26,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
 APP_MAX_MB = 0.5
 GRADIO_MAX_BYTES = 2_000_000
 MAX_DURATION_S = 1.0
-
-
-def load_app():
-    """app.py as a module (it lives at the repository root, outside the package)."""
-    spec = importlib.util.spec_from_file_location("mie_app", REPO / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mie_app"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def require_bundled_checkpoint() -> Path:

@@ -3,14 +3,12 @@ presses Analyse, waits for the answer and saves a screenshot."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import socket
-import sys
 from pathlib import Path
 
 import pytest
+from app_helpers import free_port, load_app
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "checkpoints" / "mie-synthetic-megc2019"
@@ -25,20 +23,6 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
-
-
-def _load_app():
-    spec = importlib.util.spec_from_file_location("mie_app_browser", REPO / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mie_app_browser"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +75,12 @@ def write_y4m(video: Path, target: Path, hold: int = 10) -> Path:
 def app_url(landmarker_path):
     if not (BUNDLED / "config.json").is_file():
         pytest.fail(f"The bundled demo checkpoint is missing ({BUNDLED}); the app loads it by default.")
-    app = _load_app()
+    app = load_app()
     from modeling_mie.app_support import AppLimits, MieDemo
 
     mie = MieDemo(BUNDLED, AppLimits(), display_name="checkpoints/mie-synthetic-megc2019")
     demo = app.build_demo(mie)
-    port = _free_port()
+    port = free_port()
     app.launch(demo, mie.limits, "127.0.0.1", port, prevent_thread_lock=True)
     try:
         yield f"http://127.0.0.1:{port}/"

@@ -143,7 +143,6 @@ def build_schedule(args):
 
 
 def main(args) -> int:
-    import torch
     from tqdm.auto import tqdm
 
     from modeling_mie.landmarks import user_cache_dir
