@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .errors import MieInputError
+from .landmarks import _sha256 as _file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -343,14 +344,6 @@ def _variant(frame_name: str) -> str:
     # The cropped copies of CASME II ("reg_img46.jpg") and SMIC ("reg_image<frame>.bmp") prefix
     # every frame with reg_; the raw trees do not.
     return "cropped" if frame_name.lower().startswith("reg_") else "raw"
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _TreeHasher:
