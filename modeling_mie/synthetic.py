@@ -51,6 +51,15 @@ the clips of every class, 30-90 % closure, 80-250 ms) and JPEG compression (CASM
 SAMM 85; SMIC is BMP as the real one). The expression stays the dominant temporal change inside
 its regions: `draw_synthetic_clip` shows it and the tests measure it.
 
+Head motion (off by default; `head_motion=True`, `--head-motion`): every clip's head also moves
+rigidly while the expression plays, a known similarity about the face centre against which face
+alignment can be tested: in-plane rotation up to +-10 deg, translation up to 30 px per 300 px of
+face, scale up to +-8 %, each on its own slow wave (0.5-3 Hz) from the identity at the first frame
+(where the manifest's landmarks are) to exactly its drawn peak. Each frame is warped with it after
+the expression and before flicker and sensor noise, which stay with the camera;
+`head_motion_course` gives every frame's affine from the clip's manifest record. The option
+changes no other draw of the plan.
+
 Resolutions (megc2019 profile). CASME II-like: 640x480 colour, as recorded, face 250 px wide.
 SAMM-like: 1020x544 greyscale, half the real 2040x1088 (4x less disk and time); the face is 300
 px wide, the size the amplitude refers to, about what a SAMM face measures at half scale. SMIC-like:
@@ -85,7 +94,7 @@ another CPU; they are rounded to 1/100 px to make that unlikely).
 Command::
 
     python -m modeling_mie.synthetic --out DIR --profile tiny|megc2019 [--seed N] [--workers N]
-        [--overwrite | --resume]
+        [--head-motion] [--overwrite | --resume]
 """
 
 from __future__ import annotations
@@ -319,6 +328,9 @@ class SyntheticClip:
         drift: (dx, dy, f1, f2, phase1, phase2): head drift peak px and its two slow frequencies (Hz).
         flicker: (frequency Hz, phase); jitter: (dx px, dy px, brightness gain) of the session.
         label: MEGC class 0/1/2, or None when the composite drops the clip.
+        head_motion: None (still head) or the rigid head motion, four (peak, f1 Hz, f2 Hz, phase1,
+            phase2) for rotation (deg), tx (px), ty (px) and scale (fraction); `head_motion_course`
+            turns it into one affine per frame.
     """
 
     database: str
@@ -347,6 +359,7 @@ class SyntheticClip:
     quirk: str | None = None
     inducement: int = 0  # SAMM: the x of NNN_x_y
     objective_class: int = 0  # SAMM: objective class 1-7
+    head_motion: tuple | None = None
 
     @property
     def onset(self) -> int:
@@ -405,6 +418,7 @@ class SyntheticPlan:
     seed: int
     subjects: dict[str, SyntheticSubject]  # key "<database>/<subject>"
     clips: list[SyntheticClip]
+    head_motion: bool = False  # every clip has a rigid head motion (`SyntheticClip.head_motion`)
 
     def subject_of(self, clip: SyntheticClip) -> SyntheticSubject:
         return self.subjects[f"{clip.database}/{clip.subject}"]
@@ -431,10 +445,13 @@ def _u(rng, low, high) -> float:
     return float(rng.uniform(low, high))
 
 
-def plan_synthetic_dataset(profile: str = "tiny", seed: int = 0) -> SyntheticPlan:
+def plan_synthetic_dataset(profile: str = "tiny", seed: int = 0, head_motion: bool = False) -> SyntheticPlan:
     """Decide every subject and clip of a profile: identities, AUs, timing, nuisances, names.
 
     Pure and fast (no pixels, no landmarks): the same (profile, seed) always gives the same plan.
+    With `head_motion` every clip (dropped and SMIC non_micro ones too) also gets a rigid head
+    motion path (`SyntheticClip.head_motion`), drawn from a generator of its own: every other
+    field is the same as without it.
 
     Raises:
         ValueError: unknown profile (the message lists the allowed ones).
@@ -445,10 +462,10 @@ def plan_synthetic_dataset(profile: str = "tiny", seed: int = 0) -> SyntheticPla
     clips: list[SyntheticClip] = []
     for database in ("casme2", "samm", "smic"):
         spec = SYNTHETIC_PROFILES[profile][database]
-        db_subjects, db_clips = _plan_database(database, spec, seed)
+        db_subjects, db_clips = _plan_database(database, spec, seed, head_motion)
         subjects.update({f"{database}/{s.subject}": s for s in db_subjects})
         clips.extend(db_clips)
-    return SyntheticPlan(profile, int(seed), subjects, clips)
+    return SyntheticPlan(profile, int(seed), subjects, clips, bool(head_motion))
 
 
 def _plan_subject(database: str, name: str, index: int, spec: dict, seed: int) -> SyntheticSubject:
@@ -568,7 +585,41 @@ def _casme2_names(count: int, reserved: set[str], rng) -> list[str]:
     return names
 
 
-def _plan_database(database: str, spec: dict, seed: int):
+# Rigid head motion (`head_motion=True`): peak in-plane rotation (deg), peak translation (px per
+# 300 px of face width), peak scale change (fraction), and the frequency range of its slow waves (Hz).
+HEAD_MOTION_ROTATION_DEG = 10.0
+HEAD_MOTION_TRANSLATION = 30.0
+HEAD_MOTION_SCALE = 0.08
+_HEAD_MOTION_FREQUENCIES = (0.5, 3.0)
+
+
+def _plan_head_motion(rng: np.random.Generator, face_width: float) -> tuple:
+    """A clip's head motion: (rotation, tx, ty, scale), each (peak, f1 Hz, f2 Hz, phase1, phase2).
+
+    Peaks: rotation uniform in +-10 deg; translation of uniform length 0-30 px per 300 px of face
+    in a uniform direction (split into tx, ty peaks, each with its own wave); scale +-8 %.
+    """
+    shift = _u(rng, 0, HEAD_MOTION_TRANSLATION) * face_width / 300.0
+    direction = _u(rng, 0, 2 * math.pi)
+    peaks = (
+        round(_u(rng, -HEAD_MOTION_ROTATION_DEG, HEAD_MOTION_ROTATION_DEG), 4),
+        round(shift * math.cos(direction), 4),
+        round(shift * math.sin(direction), 4),
+        round(_u(rng, -HEAD_MOTION_SCALE, HEAD_MOTION_SCALE), 5),
+    )
+    return tuple(
+        (
+            peak,
+            round(_u(rng, *_HEAD_MOTION_FREQUENCIES), 3),
+            round(_u(rng, *_HEAD_MOTION_FREQUENCIES), 3),
+            round(_u(rng, 0, 2 * math.pi), 3),
+            round(_u(rng, 0, 2 * math.pi), 3),
+        )
+        for peak in peaks
+    )
+
+
+def _plan_database(database: str, spec: dict, seed: int, head_motion: bool = False):
     fps = DATABASE_FPS[database]
     subject_names = list(spec["subjects"])
     for name, *_ in spec["extras"]:
@@ -713,6 +764,12 @@ def _plan_database(database: str, spec: dict, seed: int):
                 quirk=quirk,
                 inducement=inducement,
                 objective_class=_objective_class(aus, label) if database == "samm" else 0,
+                # a generator of its own, so that the plan's other draws do not depend on the flag
+                head_motion=(
+                    _plan_head_motion(_rng(seed, "head_motion", database, name, k), subject.face_width)
+                    if head_motion
+                    else None
+                ),
             )
             clips.append(clip)
     # Blinks: a quarter of the clips of EVERY class (and of the dropped ones) blink, so that a
@@ -1011,13 +1068,68 @@ def blink_course(clip: SyntheticClip) -> np.ndarray:
     return np.where(t < start + closing, close, reopen) * (t >= start)
 
 
+def _slow_wave(t: np.ndarray, f1: float, f2: float, phase1: float, phase2: float) -> np.ndarray:
+    """sin(2 pi f1 t + phase1) + 0.5 sin(2 pi f2 t + phase2) at times `t` (s, t[0] = 0), shifted to
+    exactly 0 at t[0] and scaled so that its largest |value| over `t` is exactly 1."""
+    first = np.sin(2 * np.pi * f1 * t + phase1)
+    second = np.sin(2 * np.pi * f2 * t + phase2)
+    wave = first - first[0] + 0.5 * (second - second[0])
+    return wave / max(np.abs(wave).max(), 1e-9)
+
+
 def _drift_course(clip: SyntheticClip) -> tuple[np.ndarray, np.ndarray]:
     """(tx, ty) per frame, px: slow head drift from 0 at the first frame, peak |drift| as planned."""
     dx, dy, f1, f2, p1, p2 = clip.drift
-    t = np.arange(clip.num_frames, dtype=np.float64) / clip.fps
-    wave = np.sin(2 * np.pi * f1 * t + p1) - math.sin(p1) + 0.5 * (np.sin(2 * np.pi * f2 * t + p2) - math.sin(p2))
-    wave = wave / max(np.abs(wave).max(), 1e-9)
+    wave = _slow_wave(np.arange(clip.num_frames, dtype=np.float64) / clip.fps, f1, f2, p1, p2)
     return dx * wave, dy * wave
+
+
+def head_motion_course(clip: SyntheticClip | dict, dlib68: np.ndarray) -> np.ndarray:
+    """The clip's rigid head motion as one affine per frame, from still-frame px to moved-frame px.
+
+    A clip with head motion shows in frame t its still frame (expression, blink, drift) warped by
+    A_t = course[t]: what the still frame has at x (2,) px appears at A_t[:, :2] @ x + A_t[:, 2].
+    A_t is a similarity about the face centre c (the mean of `dlib68`):
+    x' = s_t R(theta_t) (x - c) + c + (tx_t, ty_t), with theta in image coordinates (x right, y
+    down, so a positive angle turns clockwise on screen). Each of theta (deg), tx, ty (px) and
+    s_t - 1 follows its own slow wave (`SyntheticClip.head_motion`): 0 at frame 0, so A_0 is the
+    identity and the manifest's `dlib68` are the first frame's landmarks, and exactly its planned
+    (signed) peak at the frame where it is largest.
+
+    Args:
+        clip: a planned clip, or its record in the manifest (`read_synthetic_manifest(root)["clips"]`).
+        dlib68: (68, 2) landmarks of the still first frame, px. The generator uses them rounded to
+            1/100 px, as the manifest's `dlib68`: with those this is exactly the rendered motion.
+
+    Returns:
+        (num_frames, 2, 3) float64 affines; the identity in every frame when the clip has no head motion.
+
+    Raises:
+        ValueError: `dlib68` is not (68, 2).
+    """
+    d = np.asarray(dlib68, np.float64)
+    if d.shape != (68, 2):
+        raise ValueError(f"dlib68 must be (68, 2) landmarks in px, got shape {d.shape}.")
+    get = clip.get if isinstance(clip, dict) else lambda name: getattr(clip, name)
+    num_frames, motion = int(get("num_frames")), get("head_motion")
+    course = np.zeros((num_frames, 2, 3))
+    course[:, 0, 0] = course[:, 1, 1] = 1.0
+    if motion is None:
+        return course
+    t = np.arange(num_frames, dtype=np.float64) / get("fps")
+    components = []  # rotation deg, tx px, ty px, scale - 1; each (num_frames,)
+    for peak, f1, f2, phase1, phase2 in motion:
+        wave = _slow_wave(t, f1, f2, phase1, phase2)
+        # turned so that its extreme is +1: the component reaches its signed peak, not minus it
+        components.append(peak * (wave * np.sign(wave[np.argmax(np.abs(wave))])))
+    theta = np.radians(components[0])
+    scale = 1.0 + components[3]
+    cos, sin = scale * np.cos(theta), scale * np.sin(theta)
+    linear = np.stack([np.stack([cos, -sin], axis=-1), np.stack([sin, cos], axis=-1)], axis=-2)  # (T, 2, 2)
+    centre = d.mean(axis=0)
+    course[:, :, :2] = linear
+    course[:, :, 2] = centre + np.stack([components[1], components[2]], axis=-1) - linear @ centre
+    return course
 
 
 def _flicker_course(clip: SyntheticClip, subject: SyntheticSubject, rng: np.random.Generator) -> np.ndarray:
@@ -1106,10 +1218,19 @@ def _render_base(subject: SyntheticSubject, clip: SyntheticClip, face: BaseFace)
     return image, p
 
 
-def _animate(clip: SyntheticClip, subject: SyntheticSubject, base: np.ndarray, d: np.ndarray, nuisances: bool) -> Iterator[np.ndarray]:
+def _animate(
+    clip: SyntheticClip,
+    subject: SyntheticSubject,
+    base: np.ndarray,
+    d: np.ndarray,
+    nuisances: bool,
+    head_motion: bool = True,
+    expression: bool = True,
+) -> Iterator[np.ndarray]:
     """The frames of a clip one by one from its neutral frame `base` and landmarks `d` (68, 2):
-    (H, W, 3) uint8 RGB, or (H, W) uint8 for grey subjects. With `nuisances=False` only the
-    expression moves (no noise, drift, flicker or blink).
+    (H, W, 3) uint8 RGB, or (H, W) uint8 for grey subjects. With `nuisances=False` no noise,
+    drift, flicker or blink; with `head_motion=False` the head stays still even if the clip
+    plans a motion; with `expression=False` the action units do not move (course 0).
     """
     import cv2
 
@@ -1118,7 +1239,9 @@ def _animate(clip: SyntheticClip, subject: SyntheticSubject, base: np.ndarray, d
     shade = np.float32(_WRINKLE_GAIN) * (np.gradient(ex, axis=1) + np.gradient(ey, axis=0))
     if base.ndim == 3:
         shade = shade[:, :, None]
-    course = expression_course(clip)
+    course = expression_course(clip) if expression else np.zeros(clip.num_frames)
+    # from the landmarks as the manifest writes them, so that a reader recomputes it exactly
+    moves = head_motion_course(clip, np.round(d, 2)) if head_motion and clip.head_motion is not None else None
     rng = np.random.default_rng(clip.noise_seed)
     if nuisances and clip.blink is not None:
         bx, by = _blink_field(clip, d, (width, height))
@@ -1139,6 +1262,11 @@ def _animate(clip: SyntheticClip, subject: SyntheticSubject, base: np.ndarray, d
         frame = cv2.remap(base, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
         if course[t] > 0:
             frame *= 1 + np.float32(course[t]) * shade
+        if moves is not None:
+            # The head carries the face's own movement; the camera's flicker and noise stay put.
+            frame = cv2.warpAffine(
+                frame, moves[t], (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101
+            )
         if nuisances:
             frame *= np.float32(gain[t])
             frame += rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(subject.noise_sigma)
@@ -1146,7 +1274,12 @@ def _animate(clip: SyntheticClip, subject: SyntheticSubject, base: np.ndarray, d
 
 
 def render_synthetic_clip(
-    plan: SyntheticPlan, clip: SyntheticClip | str, faces: dict[str, BaseFace] | None = None, nuisances: bool = True
+    plan: SyntheticPlan,
+    clip: SyntheticClip | str,
+    faces: dict[str, BaseFace] | None = None,
+    nuisances: bool = True,
+    head_motion: bool = True,
+    expression: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All frames of one planned clip in memory, exactly as `generate_synthetic_dataset` encodes them.
 
@@ -1154,17 +1287,20 @@ def render_synthetic_clip(
         plan: from `plan_synthetic_dataset`.
         clip: a clip of the plan or its key ("casme2/sub01/EP02_01f").
         faces: from `load_base_faces` (detected here when None: needs the landmarker model).
-        nuisances: False renders the expression alone.
+        nuisances: False renders without noise, drift, flicker and blink.
+        head_motion: False keeps the head still even when the clip plans a head motion.
+        expression: False renders without the action units (the head motion and nuisances alone).
 
     Returns:
         frames: (T, H, W, 3) uint8 RGB, or (T, H, W) for SAMM.
-        dlib68: (68, 2) float64 landmarks of the neutral first frame, px.
+        dlib68: (68, 2) float64 landmarks of the neutral first frame, px; frame t's rigid head
+            motion is exactly `head_motion_course(clip, np.round(dlib68, 2))[t]`.
     """
     clip = plan.clip(clip) if isinstance(clip, str) else clip
     faces = faces or load_base_faces()
     subject = plan.subject_of(clip)
     base, d = _render_base(subject, clip, faces[subject.face])
-    return np.stack(list(_animate(clip, subject, base, d, nuisances))), d
+    return np.stack(list(_animate(clip, subject, base, d, nuisances, head_motion, expression))), d
 
 
 # --------------------------------------------------------------------------- writing
@@ -1359,7 +1495,11 @@ class SyntheticDataset:
     listed: int = 0
 
 
-def _prepare_output(out: Path, profile: str, seed: int, overwrite: bool, resume: bool) -> None:
+def _motion_words(head_motion: bool) -> str:
+    return "with head motion" if head_motion else "without head motion"
+
+
+def _prepare_output(out: Path, profile: str, seed: int, head_motion: bool, overwrite: bool, resume: bool) -> None:
     if overwrite and resume:
         raise MieInputError("Choose one of overwrite and resume, not both.")
     if out.exists() and not out.is_dir():
@@ -1374,12 +1514,14 @@ def _prepare_output(out: Path, profile: str, seed: int, overwrite: bool, resume:
                     "by mie's synthetic generator. Pick an empty or new folder."
                 )
             previous = json.loads(marker.read_text())
-            now = {"profile": profile, "seed": int(seed), "version": GENERATOR_VERSION}
+            previous.setdefault("head_motion", False)  # folders written before the option had none
+            now = {"profile": profile, "seed": int(seed), "head_motion": bool(head_motion), "version": GENERATOR_VERSION}
             if {k: previous.get(k) for k in now} != now:
                 raise MieInputError(
                     f"Cannot resume in {out}: it holds profile {previous.get('profile')!r} seed {previous.get('seed')} "
-                    f"(generator version {previous.get('version')}), not profile {profile!r} seed {seed} (version "
-                    f"{GENERATOR_VERSION}). Use the same settings, or --overwrite to start again."
+                    f"{_motion_words(previous['head_motion'])} (generator version {previous.get('version')}), not "
+                    f"profile {profile!r} seed {seed} {_motion_words(head_motion)} (version {GENERATOR_VERSION}). "
+                    "Use the same settings (--head-motion or not), or --overwrite to start again."
                 )
         elif overwrite:
             if not ours:
@@ -1395,7 +1537,13 @@ def _prepare_output(out: Path, profile: str, seed: int, overwrite: bool, resume:
                 "--resume to finish an interrupted one, or choose another folder."
             )
     out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"generator": "modeling_mie.synthetic", "profile": profile, "seed": int(seed), "version": GENERATOR_VERSION}) + "\n")
+    marker.write_text(
+        json.dumps(
+            {"generator": "modeling_mie.synthetic", "profile": profile, "seed": int(seed),
+             "head_motion": bool(head_motion), "version": GENERATOR_VERSION}
+        )
+        + "\n"
+    )
     # scratch folders of a killed run: their clips are redone
     shutil.rmtree(out / _PARTIAL_DIR, ignore_errors=True)
 
@@ -1413,6 +1561,7 @@ def generate_synthetic_dataset(
     workers: int | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    head_motion: bool = False,
     faces: dict[str, BaseFace] | None = None,
     progress: Callable[[SyntheticClip, int, int], None] | None = None,
 ) -> SyntheticDataset:
@@ -1421,10 +1570,12 @@ def generate_synthetic_dataset(
     Args:
         out: output folder; created when missing. A non-empty folder is refused unless
             `overwrite` (only a folder this function wrote is ever deleted) or `resume` (same
-            profile and seed: complete clip folders are kept, the rest is rendered).
+            profile, seed and head_motion: complete clip folders are kept, the rest is rendered).
         profile: a key of `SYNTHETIC_PROFILES` ("tiny": seconds, for tests; "megc2019": the
             442-clip composite with real clip lengths).
         seed: everything random derives from it; the same seed writes the same bytes.
+        head_motion: every clip also moves rigidly (`plan_synthetic_dataset`); the manifest holds
+            each clip's `head_motion` for `head_motion_course`. The other draws do not change.
         workers: processes rendering clips; None = 1 for small profiles, else all cores. The output
             does not depend on it.
         faces: from `load_base_faces` (detected here when None).
@@ -1440,8 +1591,8 @@ def generate_synthetic_dataset(
     """
     started = time.perf_counter()
     out = Path(out).expanduser().resolve()
-    plan = plan_synthetic_dataset(profile, seed)
-    _prepare_output(out, profile, seed, overwrite, resume)
+    plan = plan_synthetic_dataset(profile, seed, head_motion)
+    _prepare_output(out, profile, seed, head_motion, overwrite, resume)
     faces = faces or load_base_faces()
     todo = [c for c in plan.clips if not _clip_done(out, c)]
     skipped = len(plan.clips) - len(todo)
@@ -1517,6 +1668,7 @@ def _write_manifest(path: Path, plan: SyntheticPlan, landmarks: dict[str, list])
         "version": GENERATOR_VERSION,
         "profile": plan.profile,
         "seed": plan.seed,
+        "head_motion": plan.head_motion,
         "roots": dict(DATABASE_ROOTS),
         "ground_truth": GROUND_TRUTH_FILE,
         "fps": dict(DATABASE_FPS),
@@ -1664,6 +1816,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile", choices=sorted(SYNTHETIC_PROFILES), default="tiny", help="tiny: seconds, for tests; megc2019: 442 clips like the composite")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same bytes (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: 1 for tiny, all cores otherwise)")
+    parser.add_argument(
+        "--head-motion",
+        action="store_true",
+        help=(
+            "rigid head motion while the expression plays: rotation up to 10 deg, translation up to 30 px "
+            "per 300 px face, scale up to 8 %%"
+        ),
+    )
     parser.add_argument("--picture", default=None, help="also draw one clip (onset, apex, offset, difference) into this PNG")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace a previous synthetic dataset in --out")
@@ -1677,11 +1837,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    plan = plan_synthetic_dataset(args.profile, args.seed)
+    plan = plan_synthetic_dataset(args.profile, args.seed, args.head_motion)
     listed = sum(c.megc_row() is not None for c in plan.clips)
     workers = args.workers or default_workers(plan)
+    motion = ", head motion" if args.head_motion else ""
     print(
-        f"mie synthetic: profile {args.profile}, seed {args.seed}: {len(plan.clips)} clips ({listed} in the MEGC list), "
+        f"mie synthetic: profile {args.profile}, seed {args.seed}{motion}: {len(plan.clips)} clips ({listed} in the MEGC list), "
         f"{len(plan.subjects)} subjects, {plan.total_frames} frames -> {args.out} ({workers} workers)",
         flush=True,
     )
@@ -1696,7 +1857,8 @@ def main(argv=None) -> int:
 
     try:
         result = generate_synthetic_dataset(
-            args.out, args.profile, args.seed, workers=workers, overwrite=args.overwrite, resume=args.resume, progress=progress
+            args.out, args.profile, args.seed, workers=workers, overwrite=args.overwrite, resume=args.resume,
+            head_motion=args.head_motion, progress=progress,
         )
     except MieInputError as err:
         bar.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -15,12 +17,17 @@ import pytest
 from modeling_mie.errors import MieInputError
 from modeling_mie.synthetic import (
     ACTION_UNIT_ANCHORS,
+    HEAD_MOTION_ROTATION_DEG,
+    HEAD_MOTION_SCALE,
+    HEAD_MOTION_TRANSLATION,
+    MARKER_FILE,
     PANEL_SIZE,
     action_unit_field,
     blink_course,
     draw_synthetic_clip,
     expression_course,
     generate_synthetic_dataset,
+    head_motion_course,
     load_base_faces,
     main,
     parse_args,
@@ -355,6 +362,164 @@ def test_resume_redoes_only_missing_clips_and_refusals(tiny, tmp_path, monkeypat
     assert "2 clips rendered, 33 kept" in printed
     assert _tree_digest(out) == _tree_digest(tiny.root)
     assert picture.is_file()
+
+
+# ----------------------------------------------------------------------------- head motion
+@pytest.mark.parametrize("profile", ["tiny", "megc2019"])
+def test_head_motion_changes_no_other_draw_of_the_plan(profile):
+    still = plan_synthetic_dataset(profile, 5)
+    moving = plan_synthetic_dataset(profile, 5, head_motion=True)
+    assert not still.head_motion and moving.head_motion
+    assert all(c.head_motion is None for c in still.clips)
+    # every clip moves: listed, dropped and SMIC non_micro ones
+    assert all(c.head_motion is not None for c in moving.clips)
+    assert {c.kind for c in moving.clips} == ({"micro", "non_micro"}) and any(c.label is None for c in moving.clips)
+    assert [dataclasses.replace(c, head_motion=None) for c in moving.clips] == still.clips
+    assert moving.subjects == still.subjects
+    assert len({c.head_motion for c in moving.clips}) == len(moving.clips)  # drawn per clip
+    assert plan_synthetic_dataset(profile, 5, head_motion=True) == moving
+    assert plan_synthetic_dataset(profile, 6, head_motion=True).clips[0].head_motion != moving.clips[0].head_motion
+
+
+def _components(course, dlib68):
+    """(rotation deg, tx px, ty px, scale - 1) per frame of a similarity course about the landmarks' mean."""
+    centre = np.asarray(dlib68, np.float64).mean(axis=0)
+    rotation = np.degrees(np.arctan2(course[:, 1, 0], course[:, 0, 0]))
+    scale = np.hypot(course[:, 0, 0], course[:, 1, 0]) - 1
+    shift = course[:, :, :2] @ centre + course[:, :, 2] - centre  # where the face centre goes
+    return rotation, shift[:, 0], shift[:, 1], scale
+
+
+def test_head_motion_course_starts_still_and_reaches_its_peaks():
+    plan = plan_synthetic_dataset("megc2019", 0, head_motion=True)
+    rng = np.random.default_rng(0)
+    rotations, shifts, scales = [], [], []
+    for clip in plan.clips:
+        d = rng.uniform(50, 250, (68, 2))
+        course = head_motion_course(clip, d)
+        assert course.shape == (clip.num_frames, 2, 3) and course.dtype == np.float64
+        assert np.array_equal(course[0], np.eye(2, 3))  # the manifest's landmarks are the first frame's
+        # a similarity: equal scale on both axes, no shear
+        assert np.allclose(course[:, 0, 0], course[:, 1, 1]) and np.allclose(course[:, 0, 1], -course[:, 1, 0])
+        (rotation, *_), (tx, *_), (ty, *_), (scale, *_) = clip.head_motion
+        for got, peak in zip(_components(course, d), (rotation, tx, ty, scale)):
+            extreme = got[np.argmax(np.abs(got))]
+            assert extreme == pytest.approx(peak, abs=1e-6), (clip.key, peak, extreme)
+        for _, f1, f2, _, _ in clip.head_motion:
+            assert 0.5 <= f1 <= 3.0 and 0.5 <= f2 <= 3.0
+        face_width = plan.subject_of(clip).face_width
+        rotations.append(rotation)
+        shifts.append(math.hypot(tx, ty) * 300 / face_width)
+        scales.append(scale)
+        # smooth (waves of 3 Hz at most, sampled at 100-200 fps): the turn changes little from one
+        # frame to the next (a random walk scores about 1.4 here)
+        turn = np.diff(_components(course, d)[0])
+        assert np.abs(np.diff(turn)).max() < 0.5 * np.abs(turn).max(), clip.key
+    rotations, shifts, scales = np.array(rotations), np.array(shifts), np.array(scales)
+    assert np.abs(rotations).max() <= HEAD_MOTION_ROTATION_DEG and np.abs(rotations).max() > 9.5
+    assert rotations.min() < -9 and rotations.max() > 9
+    assert shifts.max() <= HEAD_MOTION_TRANSLATION + 1e-3 and shifts.max() > 28 and shifts.min() < 2
+    assert np.abs(scales).max() <= HEAD_MOTION_SCALE and scales.min() < -0.07 and scales.max() > 0.07
+    # no motion: the identity in every frame
+    still = plan_synthetic_dataset("tiny", 0).clips[0]
+    assert np.array_equal(head_motion_course(still, d), np.broadcast_to(np.eye(2, 3), (still.num_frames, 2, 3)))
+    with pytest.raises(ValueError, match=r"\(68, 2\)"):
+        head_motion_course(plan.clips[0], d[:5])
+
+
+def _warped(frame, affine):
+    """`frame` warped by `affine` as the generator warps (bicubic, reflected border), in uint8 steps."""
+    height, width = frame.shape[:2]
+    out = cv2.warpAffine(frame.astype(np.float32), affine, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    return np.clip(np.rint(out), 0, 255)
+
+
+def _assert_moved_by(moved, still, affine, dlib68):
+    """`moved` is `still` warped by `affine` within 1 grey level.
+
+    Except where the kernel straddles the edge of what the still frame clips at 0 or 255 (hat,
+    flag, collar; some of the face too): the generator warps before it rounds and clips, and a
+    uint8 frame has lost what lay beyond. The bicubic kernel reaches 2 px from the source point,
+    which rounding moves by up to 0.5 px: a 7 x 7 neighbourhood. Most of the face box (around
+    `dlib68` (68, 2), still-frame px, moved) must remain compared.
+    """
+    height, width = still.shape[:2]
+    diff = np.abs(moved.astype(np.float32) - _warped(still, affine))
+    clipped = (still == 0) | (still == 255)
+    if still.ndim == 3:
+        diff, clipped = diff.max(axis=2), clipped.any(axis=2)
+    window = np.ones((7, 7), np.uint8)
+    edge = cv2.dilate(clipped.astype(np.uint8), window) & cv2.dilate((~clipped).astype(np.uint8), window)
+    edge = cv2.warpAffine(edge, affine, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101) > 0
+    face = np.asarray(dlib68) @ affine[:, :2].T + affine[:, 2]
+    (x0, y0), (x1, y1) = np.floor(face.min(axis=0)).astype(int), np.ceil(face.max(axis=0)).astype(int)
+    assert edge[max(y0, 0) : y1, max(x0, 0) : x1].mean() < 0.5
+    assert diff[~edge].max() <= 1.0
+
+
+def test_head_motion_is_a_warp_of_the_still_clip(base_faces):
+    plan = plan_synthetic_dataset("tiny", 0, head_motion=True)
+    for database in ("casme2", "samm", "smic"):
+        # the clip of the database that turns the most
+        clip = max((c for c in plan.clips if c.database == database), key=lambda c: abs(c.head_motion[0][0]))
+        moved, d = render_synthetic_clip(plan, clip, base_faces, nuisances=False)
+        still, d_still = render_synthetic_clip(plan, clip, base_faces, nuisances=False, head_motion=False)
+        assert np.array_equal(d, d_still)
+        course = head_motion_course(clip, np.round(d, 2))
+        assert np.array_equal(moved[0], still[0])  # the head starts where the landmarks are
+        for t in range(clip.num_frames):
+            _assert_moved_by(moved[t], still[t], course[t], d)
+        extreme = int(np.argmax(np.abs(_components(course, d)[0])))
+        assert np.abs(moved[extreme].astype(np.float32) - still[extreme]).mean() > 5, clip.key  # it really moves
+
+        # the motion alone: no action unit, so every frame is the first one moved
+        alone, _ = render_synthetic_clip(plan, clip, base_faces, nuisances=False, expression=False)
+        frozen, _ = render_synthetic_clip(plan, clip, base_faces, nuisances=False, expression=False, head_motion=False)
+        assert all(np.array_equal(f, frozen[0]) for f in frozen)
+        assert np.array_equal(alone[0], frozen[0])
+        for t in range(clip.num_frames):
+            _assert_moved_by(alone[t], alone[0], course[t], d)
+        # and the expression is what `expression=False` removes
+        assert np.abs(still[clip.apex_index].astype(np.float32) - still[0]).max() > 5
+
+
+def test_head_motion_dataset_marker_manifest_and_resume(tiny, base_faces, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("modeling_mie.synthetic.load_base_faces", lambda *a, **k: base_faces)
+    out = tmp_path / "moving"
+    assert parse_args(["--out", str(out), "--head-motion"]).head_motion
+    assert not parse_args(["--out", str(out)]).head_motion
+    assert main(["--out", str(out), "--profile", "tiny", "--head-motion"]) == 0
+    assert capsys.readouterr().out.startswith("mie synthetic: profile tiny, seed 0, head motion: 35 clips")
+    marker = json.loads((out / MARKER_FILE).read_text())
+    assert marker["head_motion"] is True and json.loads((tiny.root / MARKER_FILE).read_text())["head_motion"] is False
+    manifest = read_synthetic_manifest(out)
+    assert manifest["head_motion"] is True and read_synthetic_manifest(tiny.root)["head_motion"] is False
+    plan = plan_synthetic_dataset("tiny", 0, head_motion=True)
+    for record in manifest["clips"]:
+        clip = plan.clip(record["key"])
+        assert record["head_motion"] == json.loads(json.dumps(clip.head_motion))
+        # a reader recomputes the truth from the record alone
+        assert np.array_equal(head_motion_course(record, record["dlib68"]), head_motion_course(clip, np.array(record["dlib68"])))
+    # the first frame is the still dataset's to the byte, the later ones have moved
+    clip = max(plan.clips, key=lambda c: abs(c.head_motion[0][0]))
+    names = clip.frame_names()
+    first = [(root / clip.relative_dir() / names[0]).read_bytes() for root in (out, tiny.root)]
+    last = [(root / clip.relative_dir() / names[-1]).read_bytes() for root in (out, tiny.root)]
+    assert first[0] == first[1] and last[0] != last[1]
+
+    # resume refuses the other setting, either way, with the settings in the message
+    with pytest.raises(MieInputError, match="with head motion .*, not profile 'tiny' seed 0 without head motion"):
+        generate_synthetic_dataset(out, "tiny", 0, resume=True, faces=base_faces)
+    legacy = tmp_path / "legacy"  # a folder written before the option: no head_motion in its marker
+    legacy.mkdir()
+    (legacy / MARKER_FILE).write_text(json.dumps({k: v for k, v in marker.items() if k != "head_motion"}))
+    with pytest.raises(MieInputError, match="without head motion .*, not profile 'tiny' seed 0 with head motion"):
+        generate_synthetic_dataset(legacy, "tiny", 0, resume=True, head_motion=True, faces=base_faces)
+    assert main(["--out", str(legacy), "--profile", "tiny", "--resume", "--head-motion"]) == 2
+    assert "--head-motion or not" in capsys.readouterr().err
+    # with the same setting it resumes: nothing left to render
+    assert main(["--out", str(out), "--profile", "tiny", "--resume", "--head-motion"]) == 0
+    assert "0 clips rendered, 35 kept" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- locality, signal
