@@ -15,6 +15,10 @@ from .modeling_mie import region_cnn_input
 class MieExplanation:
     """Why the model predicted what it did for one clip.
 
+    The clip explained is the sequence of the input's real frames (True in `frame_mask`); the
+    per-frame fields keep the input's frame indices, so frames the model skipped (padding, or
+    holes where the face was lost) can be shown as such.
+
     Attributes:
         probabilities: (num_labels,) softmax of the clip's logits.
         label_names: the config's labels, in index order.
@@ -27,10 +31,13 @@ class MieExplanation:
             peak frame, at the padded crop size: scaled to its own maximum (where inside the
             region the evidence lies), then by the region's importance relative to the most
             important region (a region that carried little evidence stays cool).
-        peak_frames: (regions,) int, each region's apex: the frame where its CNN feature moved
-            furthest from the first frame.
-        region_activity: (frames, regions) float32 in [0, 1], how far each region's CNN feature
-            moved from the clip's first frame (L2), divided by the largest value.
+        peak_frames: (regions,) int64, each region's apex as an index into the input's frames
+            (always a real frame): the frame where its CNN feature moved furthest from the first
+            real frame.
+        region_activity: (frames, regions) float32, one row per input frame: how far each
+            region's CNN feature moved from the first real frame (L2), divided by the largest
+            value over the real frames, so in [0, 1] at real frames (0 at the first) and NaN at
+            frames that are not real.
     """
 
     probabilities: np.ndarray
@@ -54,13 +61,17 @@ def explain_clip(model, pixel_values: torch.Tensor, frame_mask: torch.Tensor | N
     inception + second-conv channels): the gradient of the target logit, which flows through the
     region LSTMs and the fusion head, is averaged over space per channel and frame to weigh the
     maps; the ReLU of the weighted sum is the heatmap. Each region's heatmap is shown at the
-    region's apex, the frame where its feature moved furthest from the first frame.
+    region's apex, the frame where its feature moved furthest from the first real frame.
+
+    Only the real frames are read, in order (as the model reads a masked clip); `peak_frames`
+    and the rows of `region_activity` refer to the input's frame indices.
 
     Args:
         model: a `MieForVideoClassification` (any device; it is put in eval mode).
         pixel_values: (1, frames, regions, channels, height, width) or (frames, regions, channels,
             height, width) crops from the processor.
-        frame_mask: optional (1, frames) bool mask of real frames.
+        frame_mask: optional (1, frames) or (frames,) bool, True for the real frames (padding
+            and holes False; at least one True); default all frames.
         target: label index to explain; default the predicted label.
     """
     if pixel_values.dim() == 5:
@@ -71,10 +82,20 @@ def explain_clip(model, pixel_values: torch.Tensor, frame_mask: torch.Tensor | N
     config = model.config
     device = next(model.parameters()).device
     pixel_values = pixel_values.to(device=device, dtype=torch.float32)
-    if frame_mask is not None:
-        length = int(frame_mask.reshape(-1).sum())
-        pixel_values = pixel_values[:, :length]
-    frames = region_cnn_input(config, pixel_values)[0]  # (T, R, C, H, W), as the CNNs see them
+    num_frames = pixel_values.shape[1]
+    if frame_mask is None:
+        real = torch.arange(num_frames, device=device)
+    else:
+        frame_mask = torch.as_tensor(frame_mask, device=device)
+        if tuple(frame_mask.shape) not in ((1, num_frames), (num_frames,)):
+            raise ValueError(f"frame_mask must be (1, frames) or (frames,) with frames = {num_frames}; got {tuple(frame_mask.shape)}.")
+        real = frame_mask.reshape(-1).bool().nonzero().flatten()  # (T,) input index of each real frame
+        if real.numel() == 0:
+            raise ValueError("frame_mask marks no real frame: there is nothing to explain.")
+    # the clip the model reads: its real frames back to back, so frame 0 is the first real one
+    # (a slice, not a copy, when they already come first)
+    clip = pixel_values[:, : real.numel()] if int(real[-1]) + 1 == real.numel() else pixel_values[:, real]
+    frames = region_cnn_input(config, clip)[0]  # (T, R, C, H, W), as the CNNs see them
     t, r = frames.shape[:2]
     cnn = model.region_cnn
 
@@ -108,13 +129,18 @@ def explain_clip(model, pixel_values: torch.Tensor, frame_mask: torch.Tensor | N
         # Each region is shown at its apex, the frame where its feature moved furthest from the
         # first frame. (The frame of largest Grad-CAM mass is nearly always one of the last: the
         # LSTM's gradient grows towards its final step, whatever the clip shows.)
-        peak = moved.argmax(dim=0)  # (R,)
+        peak = moved.argmax(dim=0)  # (R,) index into the real frames
         best = cam[peak, torch.arange(r)]  # (R, h, w)
         best = F.interpolate(best.unsqueeze(1), size=config.crop_size, mode="bilinear", align_corners=False)[:, 0]
         # where inside the region (own maximum 1), times how much the region mattered
         own = best.flatten(1).amax(dim=1).clamp_min(1e-12)
         share = importance / importance.max() if importance.max() > 0 else importance
         heatmaps = (best / own[:, None, None] * share[:, None, None]).clamp(0, 1)
+
+        # back to the input's frame indices: NaN rows where the model read nothing
+        timeline = activity.new_full((num_frames, r), float("nan"))  # (frames, R)
+        timeline[real] = activity
+        peak = real[peak]  # (R,) input frame index
 
     return MieExplanation(
         probabilities=probabilities.detach().cpu().numpy(),
@@ -125,7 +151,7 @@ def explain_clip(model, pixel_values: torch.Tensor, frame_mask: torch.Tensor | N
         region_importance=importance.cpu().numpy(),
         heatmaps=heatmaps.cpu().numpy().astype(np.float32),
         peak_frames=peak.cpu().numpy(),
-        region_activity=activity.cpu().numpy().astype(np.float32),
+        region_activity=timeline.cpu().numpy().astype(np.float32),
     )
 
 

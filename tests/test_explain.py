@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_mie import MieForVideoClassification
+from modeling_mie import MieConfig, MieForVideoClassification
 from modeling_mie.explain import explain_clip, overlay_heatmap
 
 
@@ -66,3 +66,38 @@ def test_each_region_is_shown_at_its_apex(tiny_config):
     e = explain_clip(model, x)
     assert e.peak_frames[0] == 3
     assert np.argmax(e.region_activity[:, 0]) == 3
+
+
+@pytest.mark.parametrize("input_mode", ["frames", "onset_difference"])
+def test_a_clip_with_holes_is_explained_as_its_real_frames(input_mode, tiny_config):
+    """Holes (e.g. frames where the face was lost) are skipped: the explanation is the one of the
+    real frames cut out, with its per-frame results put back at the input's frame indices and
+    NaN activity exactly at the holes. Frame 0 is a hole, so activity measured from frame 0
+    instead of the first real frame fails."""
+    config = MieConfig.from_dict({**tiny_config.to_dict(), "input_mode": input_mode})
+    torch.manual_seed(3)
+    model = MieForVideoClassification(config)
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(1, 10, config.num_regions, config.num_channels, *config.crop_size, generator=g)
+    real = np.array([1, 2, 4, 5, 6, 8])
+    mask = torch.zeros(1, 10, dtype=torch.bool)
+    mask[0, real] = True
+    e = explain_clip(model, x, mask)
+    cut = explain_clip(model, x[:, real])
+    np.testing.assert_allclose(e.probabilities, cut.probabilities, rtol=1e-5, atol=1e-6)
+    assert e.predicted == cut.predicted and e.target == cut.target
+    np.testing.assert_allclose(e.region_importance, cut.region_importance, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(e.heatmaps, cut.heatmaps, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(e.peak_frames, real[cut.peak_frames])
+    assert mask[0, e.peak_frames].all()
+    assert e.region_activity.shape == (10, config.num_regions)
+    np.testing.assert_array_equal(np.isnan(e.region_activity).any(1), ~mask[0].numpy())
+    np.testing.assert_array_equal(np.isnan(e.region_activity).all(1), ~mask[0].numpy())
+    np.testing.assert_allclose(e.region_activity[real], cut.region_activity, rtol=1e-5, atol=1e-6)
+    assert np.all(e.region_activity[1] == 0) and np.nanmax(e.region_activity) == pytest.approx(1.0)
+    # a (frames,) mask reads the same; a mask with no real frame or of the wrong length is refused
+    np.testing.assert_array_equal(explain_clip(model, x, mask[0]).peak_frames, e.peak_frames)
+    with pytest.raises(ValueError, match="no real frame"):
+        explain_clip(model, x, torch.zeros(1, 10, dtype=torch.bool))
+    with pytest.raises(ValueError, match="frame_mask must be"):
+        explain_clip(model, x, mask[:, :9])

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from modeling_mie import MieConfig, MieForVideoClassification, focal_loss, inverse_frequency_alpha
+from modeling_mie.modeling_mie import compact_frames, region_cnn_input
 from modeling_mie.reference import MieRegionCNNReference
 
 PAPER_PARAMETERS = 1_093_531  # Aouayeb et al. (2019), trainable parameters as reported
@@ -63,6 +64,87 @@ def test_padding_does_not_change_a_clips_logits(preset, tiny_config):
         for i, length in enumerate([6, 2, 4]):
             alone = model(pixel_values[i : i + 1, :length]).logits
             torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-5, atol=1e-5)
+
+
+def _spread(pixel_values, mask, positions, frames, seed=7):
+    """Lay each clip's real frames out at `positions[b]` of a `frames`-long timeline, with random
+    garbage everywhere else (the holes and the padding): (B, frames, ...) values and mask."""
+    g = torch.Generator().manual_seed(seed)
+    spread = torch.rand((pixel_values.shape[0], frames, *pixel_values.shape[2:]), generator=g)
+    spread_mask = torch.zeros(pixel_values.shape[0], frames, dtype=torch.bool)
+    for b, where in enumerate(positions):
+        assert len(where) == int(mask[b].sum())
+        spread[b, where] = pixel_values[b, : len(where)]
+        spread_mask[b, where] = True
+    return spread, spread_mask
+
+
+@pytest.mark.parametrize("input_mode", ["frames", "onset_difference"])
+def test_a_clip_with_holes_is_read_as_its_real_frames(input_mode, tiny_config):
+    """False frames inside a clip are skipped as if absent: the same logits as the clip with them
+    cut out, per-frame outputs at the input's positions and zero at the holes. Clip 0 starts
+    with a hole, so an onset difference taken from frame 0 instead of the first real frame fails."""
+    config = MieConfig.from_dict({**tiny_config.to_dict(), "input_mode": input_mode})
+    torch.manual_seed(3)
+    model = MieForVideoClassification(config).eval()
+    compact, compact_mask = _clips(config, [5, 3], seed=4)
+    # clip 0: holes at 0, 3, 6 inside a 9-frame timeline, padding after 8; clip 1: a hole at 1
+    holey, holey_mask = _spread(compact, compact_mask, [[1, 2, 4, 5, 7], [0, 2, 3]], 9)
+    labels = torch.tensor([2, 4])
+    region_labels = torch.tensor([config.region_labels(int(y)) for y in labels])
+    with torch.no_grad():
+        expected = model(compact, frame_mask=compact_mask, labels=labels, region_labels=region_labels)
+        out = model(holey, frame_mask=holey_mask, labels=labels, region_labels=region_labels)
+        stage2 = model(region_features=out.region_features, frame_mask=holey_mask)
+    torch.testing.assert_close(out.logits, expected.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.region_states, expected.region_states, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.region_loss, expected.region_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.loss, expected.loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stage2.logits, expected.logits, rtol=1e-5, atol=1e-5)
+    assert torch.equal(out.frame_mask, holey_mask)
+    for name in ("region_features", "region_logits"):
+        got, want = getattr(out, name), getattr(expected, name)
+        assert got.shape[:2] == holey.shape[:2]
+        assert torch.all(got[~holey_mask] == 0), name
+        # boolean indexing walks each clip's real frames in order, in both layouts
+        torch.testing.assert_close(got[holey_mask], want[compact_mask], rtol=1e-5, atol=1e-5)
+    assert out.region_features[holey_mask].abs().sum() > 0  # a dead network would match trivially
+
+
+def test_onset_difference_is_taken_from_each_clips_first_real_frame(tiny_config):
+    config = MieConfig.from_dict({**tiny_config.to_dict(), "input_mode": "onset_difference"})
+    pixel_values, _ = _clips(config, [4, 4])
+    mask = torch.tensor([[False, False, True, True], [True, False, True, True]])
+    seen = region_cnn_input(config, pixel_values, frame_mask=mask)
+    torch.testing.assert_close(seen[0], pixel_values[0] - pixel_values[0, 2])
+    torch.testing.assert_close(seen[1], pixel_values[1] - pixel_values[1, 0])
+    assert torch.all(seen[0, 2] == 0) and torch.all(seen[1, 0] == 0)
+
+
+@pytest.mark.parametrize("input_mode", ["frames", "onset_difference"])
+def test_a_prefix_mask_keeps_the_path_it_always_had(input_mode, tiny_config):
+    """Real frames first, padding after: bit-identical to the padded computation this model ran
+    before masks could have holes (CNN on the real frames, onset = frame 0, LSTM state gathered
+    at the last real frame), and equal to each clip run alone without padding."""
+    config = MieConfig.from_dict({**tiny_config.to_dict(), "input_mode": input_mode})
+    torch.manual_seed(4)
+    model = MieForVideoClassification(config).eval()
+    pixel_values, mask = _clips(config, [6, 2, 4], seed=5)
+    pixel_values[~mask] = torch.rand_like(pixel_values[~mask])  # garbage padding must not matter
+    features = torch.rand(3, 6, config.num_regions, config.region_feature_size)
+    compacted, lengths = compact_frames(features, mask)
+    assert compacted is features and lengths.tolist() == [6, 2, 4]
+    with torch.no_grad():
+        out = model(pixel_values, frame_mask=mask)
+        feats, _ = model.region_cnn(region_cnn_input(config, pixel_values)[mask])
+        padded = feats.new_zeros(*mask.shape, *feats.shape[1:])
+        padded[mask] = feats
+        old_logits, _ = model.temporal(padded, mask.sum(1))
+        assert torch.equal(out.region_features, padded)
+        assert torch.equal(out.logits, old_logits)
+        for i, length in enumerate([6, 2, 4]):
+            alone = model(pixel_values[i : i + 1, :length]).logits
+            torch.testing.assert_close(out.logits[i : i + 1], alone, rtol=1e-5, atol=1e-5)
 
 
 def test_every_parameter_receives_a_gradient(tiny_config):
@@ -120,14 +202,14 @@ def test_bad_inputs_are_refused_with_clear_messages(tiny_config, tiny_model):
     pixel_values, mask = _clips(tiny_config, [3, 2])
     with pytest.raises(ValueError, match="pixel_values must be"):
         tiny_model(pixel_values[:, :, :2])
-    holes = mask.clone()
-    holes[0, 1] = False
-    with pytest.raises(ValueError, match="real frames first"):
-        tiny_model(pixel_values, frame_mask=holes)
+    with pytest.raises(ValueError, match=r"frame_mask must be \(batch, frames\) = \(2, 3\)"):
+        tiny_model(pixel_values, frame_mask=mask[:, :2])
     empty = mask.clone()
-    empty[1] = False
-    with pytest.raises(ValueError, match="at least one real frame"):
+    empty[1] = False  # clip 1 has no True frame: nothing to read, whatever its holes
+    with pytest.raises(ValueError, match=r"at least one real frame .* clips \[1\] have none"):
         tiny_model(pixel_values, frame_mask=empty)
+    with pytest.raises(ValueError, match="at least one real frame"):
+        tiny_model(region_features=torch.rand(2, 3, 3, tiny_config.region_feature_size), frame_mask=empty)
     with pytest.raises(ValueError, match="exactly one"):
         tiny_model()
 
