@@ -15,7 +15,8 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from modeling_mie import MieInputError  # noqa: E402
-from modeling_mie.app_support import MODEL_ENV, AppLimits, MieDemo, resolve_model  # noqa: E402
+from modeling_mie.app_support import MODEL_ENV, NO_FACE_SERIES, AppLimits, MieDemo, pretty_region, resolve_model  # noqa: E402
+from modeling_mie.visualize import REGION_COLORS  # noqa: E402
 
 logger = logging.getLogger("mie.app")
 
@@ -33,15 +34,18 @@ HELP = """
 betray an emotion a person is hiding. This model sorts one into the three classes of the MEGC 2019
 challenge: negative, positive, surprise.
 
-**How it reads a clip.** Six regions (both eyes with their brows, the nose, both cheeks, the mouth)
-are fixed on the first frame with a face and cut out of every frame; a small CNN per region and an
-LSTM over time read them.
+**How it reads a clip.** The face is followed through the clip: the analysis starts at the first
+frame with a usable face, and frames where it is lost, turned away or covered are skipped. Six
+regions (both eyes with their brows, the nose, both cheeks, the mouth) are fixed on that first
+frame; where the model aligns faces, every frame is first mapped onto it so that head motion does
+not count as movement. A small CNN per region and an LSTM over time read the regions.
 
 **What the pictures mean.**
 *Regions*: each box is coloured by its share of the evidence for the answer (bright = much, dark = little).
 *Heatmaps*: inside each region, where the model looked (Grad-CAM) at the moment that region moved
 most; red is strong, blue is none, and a region with a small share stays blue.
-*Activity*: how far each region moved away from its look in the first frame, over time.
+*Activity*: how far each region moved away from its look in the first frame, over time; grey boxes
+mark stretches without a usable face, which the model did not read.
 """
 CSS = """
 #mie-summary p { font-size: 1.05rem; }
@@ -70,7 +74,7 @@ def build_demo(
                 title="Internal error",
                 print_exception=False,
             ) from None
-        summary = result.summary + "".join(f"\n\n*{note}*" for note in result.notes)
+        summary = result.summary + f"\n\n{result.face}" + "".join(f"\n\n*{note}*" for note in result.notes)
         return (
             result.probabilities,
             summary,
@@ -95,8 +99,8 @@ def build_demo(
                     clear = gr.ClearButton(value="Clear")
                     analyse = gr.Button("Analyse clip", variant="primary")
                 gr.Markdown(
-                    f"One face, well lit, looking at the camera from the first frames. This demo takes "
-                    f"{limits.describe()}; longer clips are sampled evenly."
+                    f"One face, well lit, looking at the camera. This demo takes {limits.describe()}; "
+                    "longer clips are sampled evenly."
                 )
                 examples = sorted(Path(examples_dir).glob("*.webm")) if examples_dir else []
                 if examples:
@@ -134,10 +138,14 @@ def build_demo(
                     height="auto",
                     object_fit="contain",
                 )
+                # one fixed colour per region (as on the face picture), grey for the face-less stretches
+                names = [pretty_region(n) for n in mie.model.config.region_names]
+                colors = {n: "#%02x%02x%02x" % REGION_COLORS[i % len(REGION_COLORS)] for i, n in enumerate(names)}
                 activity = gr.LinePlot(
                     x="time (s)",
                     y="activity",
                     color="region",
+                    color_map={**colors, NO_FACE_SERIES: "#9a9a9a"},
                     # the block's label would push the chart's own legend out of its fixed-height box
                     # (Gradio 6.31 clips it): the title goes inside the chart instead
                     title="Activity: how far each region moved from the first frame",

@@ -35,6 +35,9 @@ BUNDLED_MODEL = Path("checkpoints") / "mie-synthetic-megc2019"
 SYNTHETIC_TAG = "synthetic-data"
 _SYNTHETIC_SENTENCE = re.compile(r"trained on\s+\W*synthetic", re.IGNORECASE)
 
+# The activity plot's series for the stretches of a clip the model did not read as the face.
+NO_FACE_SERIES = "no usable face (not read)"
+
 SYNTHETIC_WARNING = (
     "It was trained on synthetic clips (two public-domain photos animated with small, "
     "action-unit-like movements), so it is not a real micro-expression recogniser: its answers "
@@ -110,11 +113,16 @@ class MieDemoResult:
             region's own crop (no padding) at its peak frame, upscaled for display.
         region_names: the model's region names, in order.
         region_importance: (regions,) share of the evidence per region, summing to 1.
-        times_s: (frames,) time of every frame given to the model, seconds from the clip start
-            (source frame index where the frame rate is unknown).
+        times_s: (frames,) time of every frame sampled for the model, seconds from the clip
+            start (source frame index where the frame rate is unknown).
         region_activity: (frames, regions) in [0, 1], how far each region's CNN feature moved
-            from the first frame.
+            from the first frame the model read; NaN rows for frames it did not read (no usable
+            face there).
         summary: one sentence: the answer and what was read.
+        face: one line on the face track, e.g. "face found from 1.20 s; head turned up to 14 deg;
+            aligned".
+        face_lost: [(start s, end s, why)] stretches of the clip without a usable face after it was
+            found (frame indices where the frame rate is unknown); greyed in the activity plot.
         provenance: which model answered, and whether it was trained on synthetic data.
         notes: remarks about the input (e.g. the clip was sampled, several faces).
         timings: seconds per stage: check, preprocess, explain, render, total.
@@ -130,18 +138,33 @@ class MieDemoResult:
     region_activity: np.ndarray
     summary: str
     provenance: str
+    face: str = ""
+    face_lost: list[tuple[float, float, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def activity_columns(self, time_column: str = "time (s)") -> dict[str, list]:
-        """The activity plot's data in long form: {time_column, "region", "activity"} lists,
-        one row per (frame, region); ready for `pandas.DataFrame` and `gr.LinePlot`."""
-        t, r = self.region_activity.shape
-        return {
-            time_column: np.repeat(self.times_s, r).round(4).tolist(),
-            "region": [pretty_region(n) for n in self.region_names] * t,
-            "activity": self.region_activity.reshape(-1).round(4).tolist(),
+        """The activity plot's data in long form: {time_column, "region", "activity"} lists, one
+        row per (frame read by the model, region), ready for `pandas.DataFrame` and
+        `gr.LinePlot`; then the stretches without a usable face as one `NO_FACE_SERIES` series
+        that outlines each stretch as a box over the full height (joined along the baseline)."""
+        names = [pretty_region(n) for n in self.region_names]
+        read = ~np.isnan(self.region_activity).any(axis=1)
+        times = self.times_s[read].astype(np.float64)
+        activity = self.region_activity[read]
+        columns = {
+            time_column: np.repeat(times, len(names)).round(4).tolist(),
+            "region": names * len(times),
+            "activity": activity.reshape(-1).round(4).tolist(),
         }
+        for start, end, _ in self.face_lost:
+            # a box: up at the start, across the top, down at the end; tiny offsets keep the
+            # points in order when the plot sorts them by time
+            for t, value in ((start - 1e-4, 0.0), (start, 1.0), (end, 1.0), (end + 1e-4, 0.0)):
+                columns[time_column].append(round(float(t), 4))
+                columns["region"].append(NO_FACE_SERIES)
+                columns["activity"].append(value)
+        return columns
 
 
 def pretty_region(name: str) -> str:
@@ -427,12 +450,18 @@ class MieDemo:
         config = self.model.config
         names = list(explanation.region_names)
         importance = np.asarray(explanation.region_importance, np.float64)
-        length = int(inputs["frame_mask"][0].sum())
-        positions = inputs["frame_positions"][0, :length].numpy().astype(np.float64)
+        positions = inputs["frame_positions"][0].numpy().astype(np.float64)  # every sampled frame
+        read = int(inputs["frame_mask"][0].sum())  # those with the face, which the model read
         fps = float(inputs["fps"][0])
         has_fps = math.isfinite(fps) and fps > 0
         times = positions / fps if has_fps else positions
         source_frames = int(inputs["num_source_frames"][0])
+        track = inputs["face_track"][0]
+
+        def clock(index: float) -> float:
+            return index / fps if has_fps else float(index)
+
+        lost = [(clock(a), clock(b + 1), why) for a, b, why in track["lost"]]
 
         # the frame the boxes were fixed on, with the regions coloured by their share
         landmark_frame = max(int(inputs["landmark_frame"][0]), 0)
@@ -466,11 +495,16 @@ class MieDemo:
         summary = (
             f"**{predicted}** ({probabilities[predicted]:.0%}); most evidence from the "
             f"**{pretty_region(names[top])}** ({importance[top]:.0%}). Read {source_frames} frames "
-            f"({duration}); the model saw {length} of them."
+            f"({duration}); the model saw {read} of them."
         )
+        face = track["summary"][0].upper() + track["summary"][1:] + "."
         notes = [n for n in str(inputs["notes"][0]).split("; ") if n]
-        if length < source_frames:
-            notes.append(f"The clip's {source_frames} frames were sampled evenly down to {length} for the model.")
+        sampled = len(positions)
+        span = int(inputs["face_span"][0][1]) - int(inputs["face_span"][0][0]) + 1
+        if sampled < span:
+            notes.append(f"The {span} frames with the face were sampled evenly down to {sampled} for the model.")
+        if read < sampled:
+            notes.append(f"{sampled - read} of the {sampled} sampled frames had no usable face; the model skipped them.")
         return MieDemoResult(
             probabilities=probabilities,
             predicted=predicted,
@@ -482,6 +516,8 @@ class MieDemo:
             region_activity=np.asarray(explanation.region_activity, np.float32),
             summary=summary,
             provenance=self.provenance,
+            face=face,
+            face_lost=lost,
             notes=[_strip_path(n, path, name) for n in notes],
         )
 
@@ -568,6 +604,7 @@ __all__ = [
     "AppLimits",
     "BUNDLED_MODEL",
     "MODEL_ENV",
+    "NO_FACE_SERIES",
     "MieDemo",
     "MieDemoResult",
     "card_says_synthetic",

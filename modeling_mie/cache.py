@@ -36,8 +36,9 @@ from .errors import MieInputError
 
 logger = logging.getLogger(__name__)
 
-# Bumped when what a clip file holds changes; part of the settings key.
-CACHE_FORMAT = "1"
+# Bumped when what a clip file holds changes; part of the settings key. 2: the processor follows
+# the face, and a clip file keeps only the frames where it was usable (`kept_frames`).
+CACHE_FORMAT = "2"
 
 SPANS = ("onset_offset", "clip")
 
@@ -69,8 +70,13 @@ def crop_features(num_regions: int, num_channels: int, crop_size: tuple[int, int
         face_box (list[float32], 4): the face box the regions came from, pixels.
         landmarks (Array2D float32): (478, 2) MediaPipe points in pixels (NaN when not detected).
         landmarks_dlib68 (Array2D float32): (68, 2) dlib-68 view of them.
-        landmark_frame (int32): index into the stored frames the landmarks came from.
-        num_faces (int32): faces the detector saw in that frame.
+        landmark_frame (int32): index into the selected frames the landmarks came from (the
+            reference: the first with a usable face).
+        num_faces (int32): most faces the detector saw in one frame.
+        kept_frames (list[int32]): positions, among the selected frames, of the stored frames:
+            those where the processor found the face usable (frames before the face appears,
+            after it leaves, or where it is lost, turned or occluded are not stored).
+        face_summary (str): the processor's one-line account of the face track.
         processor_notes (str): the processor's notes (e.g. several faces).
         cache_key (str): the clip key (file name in clips/).
     """
@@ -86,6 +92,8 @@ def crop_features(num_regions: int, num_channels: int, crop_size: tuple[int, int
             "landmarks_dlib68": Array2D(shape=(68, 2), dtype="float32"),
             "landmark_frame": Value("int32"),
             "num_faces": Value("int32"),
+            "kept_frames": List(Value("int32")),
+            "face_summary": Value("string"),
             "processor_notes": Value("string"),
             "cache_key": Value("string"),
         }
@@ -209,10 +217,12 @@ def _process_clip(task: dict, processor=None) -> dict:
         logger.exception("Cropping %s/%s failed", task["subject"], task["clip"])
         out.update(status="error", reason=f"{type(exc).__name__}: {exc}")
         return out
-    mask = np.asarray(result["frame_mask"][0], bool)
-    crops = np.asarray(result["pixel_values"][0])[mask]
-    if len(crops) != len(paths):  # the cache's bookkeeping assumes one crop per selected frame
-        out.update(status="error", reason=f"the processor returned {len(crops)} frames for {len(paths)} given")
+    present = np.asarray(result["face_present"][0], bool)
+    positions = np.asarray(result["frame_positions"][0])[present]
+    crops = np.asarray(result["pixel_values"][0])[present]
+    if len(positions) and (positions.max() >= len(paths) or np.any(positions != np.round(positions))):
+        # the cache's bookkeeping assumes whole selected frames
+        out.update(status="error", reason=f"the processor returned frame positions {positions.tolist()} for {len(paths)} frames")
         return out
     example = {
         "pixel_values": crops,
@@ -222,6 +232,8 @@ def _process_clip(task: dict, processor=None) -> dict:
         "landmarks_dlib68": np.asarray(result["landmarks_dlib68"][0], np.float32),
         "landmark_frame": int(result["landmark_frame"][0]),
         "num_faces": int(result["num_faces"][0]),
+        "kept_frames": positions.astype(np.int64).tolist(),
+        "face_summary": str(result["face_track"][0]["summary"]),
         "processor_notes": str(result["notes"][0]),
         "cache_key": key,
     }
@@ -367,8 +379,9 @@ def build_region_cache(
     parts, kept, failed = [], [], []
     for row, chosen, key, clip_path, failed_path in plans:
         if clip_path.exists():
-            parts.append(Dataset.from_file(str(clip_path)))
-            kept.append(_stored_row(row, chosen))
+            part = Dataset.from_file(str(clip_path))
+            parts.append(part)
+            kept.append(_stored_row(row, [chosen[i] for i in part[0]["kept_frames"]]))
         elif failed_path.exists():
             failed.append({"subject": row["subject"], "clip": row["clip"], **_reason(failed_path)})
         else:
@@ -469,7 +482,8 @@ def _run(tasks: list[dict], processor, num_proc: int, progress: bool, start_meth
 
 
 def _stored_row(row: dict, chosen: list[int]) -> dict:
-    """The loader row with its frame columns narrowed to the stored frames."""
+    """The loader row with its frame columns narrowed to the stored frames (`chosen`: their
+    indices in the loader's frames); onset, apex and offset move to the nearest stored frame."""
     position = {frame: i for i, frame in enumerate(chosen)}
 
     def nearest(index: int) -> int:

@@ -77,6 +77,7 @@ def check_result(out, expected_frames: int | None = None):
     assert math.isclose(sum(probabilities.values()), 1.0, abs_tol=1e-4)
     assert label["label"] == max(probabilities, key=probabilities.get)
     assert f"**{label['label']}**" in summary
+    assert re.search(r"Face (from the first frame|found from [\d.]+ s);.*aligned\.", summary), summary  # the face track
     assert regions  # the annotated first frame (a served file)
     assert len(heatmaps) == 6
     captions = [h["caption"] for h in heatmaps]
@@ -213,6 +214,29 @@ def test_concurrent_requests_all_complete_with_the_same_answers(served):
         for label in LABELS:
             # the model lock keeps Grad-CAM's shared gradients apart: same clip, same answer
             assert first[label] == pytest.approx(second[label], abs=1e-5)
+
+
+def test_real_footage_says_where_the_face_is_and_greys_out_the_rest(landmarker_path, real_video):
+    from modeling_mie import MieInputError
+    from modeling_mie.app_support import NO_FACE_SERIES, AppLimits, MieDemo
+
+    with MieDemo(require_bundled_checkpoint(), AppLimits()) as mie:
+        # a face, then from frame 72 (2.73 s) a cartoon title to the end (6.40 s)
+        result = mie.predict(real_video("face_noface.mov"))
+        assert result.face.startswith("Face from the first frame; lost from 2.73 s to the end (no face)")
+        assert [(round(a, 2), round(b, 2), why) for a, b, why in result.face_lost] == [(2.73, 6.4, "no face")]
+        columns = result.activity_columns()
+        rows = list(zip(columns["time (s)"], columns["region"], columns["activity"]))
+        grey = [t for t, region, _ in rows if region == NO_FACE_SERIES]
+        read = [t for t, region, _ in rows if region != NO_FACE_SERIES]
+        assert min(grey) == pytest.approx(2.73, abs=0.01) and max(grey) == pytest.approx(6.40, abs=0.01)
+        assert max(read) < 2.73 and all(not math.isnan(a) for _, _, a in rows)
+        # the reverse: the face appears at frame 96 (3.62 s), and the model reads from there
+        result = mie.predict(real_video("noface_face.mov"))
+        assert result.face.startswith("Face found from 3.62 s")
+        assert min(t for t, region, _ in zip(*result.activity_columns().values()) if region != NO_FACE_SERIES) >= 3.62
+        with pytest.raises(MieInputError, match="No face was found in any of the 95 frame"):
+            mie.predict(real_video("no_face.mp4"))
 
 
 # ------------------------------------------------------------------------------ no server

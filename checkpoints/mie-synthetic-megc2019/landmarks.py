@@ -5,11 +5,13 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
-import weakref
+import math
 import os
 import shutil
 import tempfile
+import threading
 import urllib.request
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,6 +211,9 @@ class FaceLandmarks:
         image_size: (width, height) of the image the points refer to.
         num_faces: faces found in the image; when more than one, this is the largest.
         frame_index: index of the frame in its clip the landmarks came from (0 for images).
+        notes: remarks for the caller (e.g. several faces).
+        pose: (4, 4) float32 MediaPipe facial transformation matrix (canonical face model ->
+            camera), or None where it was not asked for. `head_angles` reads it.
     """
 
     points: np.ndarray
@@ -216,6 +221,7 @@ class FaceLandmarks:
     num_faces: int = 1
     frame_index: int = 0
     notes: list[str] = field(default_factory=list)
+    pose: np.ndarray | None = None
 
     @property
     def dlib68(self) -> np.ndarray:
@@ -229,6 +235,12 @@ class FaceLandmarks:
         x1, y1 = self.points.max(axis=0)
         return float(x0), float(y0), float(x1), float(y1)
 
+    @property
+    def area(self) -> float:
+        """Area of `box`, px^2: how the largest of several faces is chosen."""
+        x0, y0, x1, y1 = self.box
+        return (x1 - x0) * (y1 - y0)
+
     def scaled(self, factor: float) -> "FaceLandmarks":
         w, h = self.image_size
         return FaceLandmarks(
@@ -237,21 +249,69 @@ class FaceLandmarks:
             num_faces=self.num_faces,
             frame_index=self.frame_index,
             notes=list(self.notes),
+            pose=self.pose,
         )
 
 
+def head_angles(pose: np.ndarray | None) -> np.ndarray:
+    """(yaw, pitch, roll) in degrees of a MediaPipe facial transformation matrix; NaN without one.
+
+    The matrix maps the canonical face model (x to the face's left as seen, y up, z out of the
+    face towards the camera) into camera space (y up, z towards the viewer), so a face looking
+    straight into the camera has the identity rotation. Yaw: the face turned towards the image
+    right (+) or left (-); pitch: up (+) or down (-); roll: in-plane rotation, counter-clockwise
+    as seen (+). The rotation part is normalised first (the matrix also carries scale).
+    """
+    if pose is None:
+        return np.full(3, np.nan, np.float32)
+    rotation = np.asarray(pose, np.float64)[:3, :3]
+    rotation = rotation / np.linalg.norm(rotation, axis=0, keepdims=True)
+    fx, fy, fz = rotation[:, 2]  # where the face looks
+    yaw = math.degrees(math.atan2(fx, fz))
+    pitch = math.degrees(math.atan2(fy, math.hypot(fx, fz)))
+    roll = math.degrees(math.atan2(rotation[1, 0], rotation[0, 0]))
+    return np.array([yaw, pitch, roll], np.float32)
+
+
+def turn_between(pose_a: np.ndarray | None, pose_b: np.ndarray | None = None) -> float:
+    """Out-of-plane angle in degrees between where two faces look (`pose_b` None: the camera axis).
+
+    In-plane roll does not count: a similarity transform undoes it, a turn it cannot.
+    """
+    if pose_a is None:
+        return float("nan")
+
+    def forward(pose):
+        rotation = np.asarray(pose, np.float64)[:3, :3]
+        axis = rotation[:, 2]
+        return axis / max(np.linalg.norm(axis), 1e-12)
+
+    other = np.array([0.0, 0.0, 1.0]) if pose_b is None else forward(pose_b)
+    return math.degrees(math.acos(float(np.clip(forward(pose_a) @ other, -1.0, 1.0))))
+
+
+RUNNING_MODES = ("image", "video")
+
+
 class MieFaceLandmarker:
-    """MediaPipe FaceLandmarker in image mode, returning the largest face of an image.
+    """MediaPipe FaceLandmarker returning every face of an image, or the largest.
+
+    Two running modes: `"image"` (each call independent; safe to call on frames in any order)
+    and `"video"` (MediaPipe tracks the face from the previous call and skips its detector while
+    tracking holds; calls need strictly increasing timestamps, so use one instance per clip and
+    never share it between threads).
 
     Use as a context manager (or call `close()`): MediaPipe prints an error at interpreter exit
-    for landmarkers that were never closed.
+    for landmarkers that were never closed, and one collected inside a reference cycle hangs
+    (see `shared_landmarker`, which long-lived owners use instead).
 
     Args:
         model_path: `face_landmarker.task`; resolved with `resolve_face_landmarker_model`.
-        max_faces: faces to look for; the largest is kept and the count reported.
-        min_confidence: MediaPipe's face detection and presence thresholds.
+        max_faces: faces to look for; the largest is kept by `detect` and the count reported.
+        min_confidence: MediaPipe's face detection, presence and tracking thresholds.
         detect_max_side: frames larger than this are downscaled for detection; the points are
             returned in full-resolution pixels.
+        running_mode: `"image"` or `"video"`.
     """
 
     def __init__(
@@ -260,7 +320,10 @@ class MieFaceLandmarker:
         max_faces: int = 4,
         min_confidence: float = 0.5,
         detect_max_side: int = DEFAULT_DETECT_MAX_SIDE,
+        running_mode: str = "image",
     ):
+        if running_mode not in RUNNING_MODES:
+            raise ValueError(f"running_mode must be one of {list(RUNNING_MODES)}, got {running_mode!r}.")
         try:
             import mediapipe as mp
             from mediapipe.tasks.python import BaseOptions, vision
@@ -273,12 +336,17 @@ class MieFaceLandmarker:
         self.model_path = resolve_face_landmarker_model(model_path)
         self.max_faces = int(max_faces)
         self.detect_max_side = int(detect_max_side)
+        self.running_mode = running_mode
+        self._last_timestamp = -1
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
-            running_mode=vision.RunningMode.IMAGE,
+            running_mode=vision.RunningMode.VIDEO if running_mode == "video" else vision.RunningMode.IMAGE,
             num_faces=self.max_faces,
             min_face_detection_confidence=float(min_confidence),
             min_face_presence_confidence=float(min_confidence),
+            min_tracking_confidence=float(min_confidence),
+            # the head pose: how far a face is turned from the camera and from its reference frame
+            output_facial_transformation_matrixes=True,
         )
         try:
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
@@ -289,8 +357,12 @@ class MieFaceLandmarker:
                 + _how_to_provide()
             ) from err
 
-    def detect(self, image: np.ndarray, frame_index: int = 0) -> FaceLandmarks | None:
-        """Landmarks of the largest face in `image` (any layout `to_rgb_uint8` accepts), or None."""
+    def detect_faces(self, image: np.ndarray, frame_index: int = 0, timestamp_ms: int | None = None) -> list[FaceLandmarks]:
+        """Every face in `image` (any layout `to_rgb_uint8` accepts), largest first.
+
+        In video mode `timestamp_ms` (the frame's time in the clip) is required and must grow
+        from call to call.
+        """
         if self._landmarker is None:
             raise RuntimeError("This MieFaceLandmarker was closed; create a new one.")
         rgb = to_rgb_uint8(image)
@@ -311,25 +383,37 @@ class MieFaceLandmarker:
         small_h, small_w = rgb.shape[:2]
         # MediaPipe rejects grey and float images, and a GRAY8 failure leaves the landmarker
         # broken: only ever hand it contiguous uint8 SRGB.
-        result = self._landmarker.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
-        if not result.face_landmarks:
+        mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+        if self.running_mode == "video":
+            if timestamp_ms is None:
+                raise ValueError("A video-mode landmarker needs the frame's timestamp_ms.")
+            timestamp_ms = max(int(timestamp_ms), self._last_timestamp + 1)  # strictly increasing
+            self._last_timestamp = timestamp_ms
+            result = self._landmarker.detect_for_video(mp_image, timestamp_ms)
+        else:
+            result = self._landmarker.detect(mp_image)
+        matrices = list(getattr(result, "facial_transformation_matrixes", None) or [])
+        faces = []
+        for i, face in enumerate(result.face_landmarks or []):
+            points = np.array([(p.x * small_w, p.y * small_h) for p in face], dtype=np.float32) / factor
+            pose = np.asarray(matrices[i], np.float32).reshape(4, 4) if i < len(matrices) else None
+            faces.append(
+                FaceLandmarks(points=points.astype(np.float32), image_size=(width, height), frame_index=frame_index, pose=pose)
+            )
+        faces.sort(key=lambda f: -f.area)
+        for f in faces:
+            f.num_faces = len(faces)
+        return faces
+
+    def detect(self, image: np.ndarray, frame_index: int = 0, timestamp_ms: int | None = None) -> FaceLandmarks | None:
+        """Landmarks of the largest face in `image` (any layout `to_rgb_uint8` accepts), or None."""
+        faces = self.detect_faces(image, frame_index, timestamp_ms)
+        if not faces:
             return None
-        faces = [
-            np.array([(p.x * small_w, p.y * small_h) for p in face], dtype=np.float32)
-            for face in result.face_landmarks
-        ]
-        areas = [np.prod(f.max(axis=0) - f.min(axis=0)) for f in faces]
-        best = int(np.argmax(areas))
-        notes = []
+        best = faces[0]
         if len(faces) > 1:
-            notes.append(f"{len(faces)} faces found; the largest was used.")
-        return FaceLandmarks(
-            points=(faces[best] / factor).astype(np.float32),
-            image_size=(width, height),
-            num_faces=len(faces),
-            frame_index=frame_index,
-            notes=notes,
-        )
+            best.notes.append(f"{len(faces)} faces found; the largest was used.")
+        return best
 
     def close(self) -> None:
         if getattr(self, "_landmarker", None) is not None:
@@ -349,6 +433,42 @@ class MieFaceLandmarker:
             pass
 
 
+# MediaPipe 1.2 runs every call of a landmarker, close() included, on a worker thread of its own.
+# When the garbage collector finalises a landmarker inside a reference cycle, it has already let
+# that worker stop, and close() (MediaPipe's own __del__ calls it too) waits forever: a process
+# hung at exit that way in this project's tests. Objects that live long and may end up in a cycle
+# (a processor held by an exception's traceback) therefore never own a landmarker: they borrow the
+# process's shared one for their model file, which no cycle holds and the atexit hook closes.
+_SHARED: dict[str, tuple["MieFaceLandmarker", threading.Lock]] = {}
+_SHARED_GUARD = threading.Lock()
+
+
+def shared_landmarker(model_path: str | os.PathLike | None = None) -> tuple["MieFaceLandmarker", threading.Lock]:
+    """The process's image-mode landmarker for `model_path` (resolved with
+    `resolve_face_landmarker_model`; created on first use) and the lock to hold while using it."""
+    resolved = str(resolve_face_landmarker_model(model_path))
+    with _SHARED_GUARD:
+        entry = _SHARED.get(resolved)
+        if entry is None or entry[0]._landmarker is None:
+            entry = (MieFaceLandmarker(resolved), threading.Lock())
+            _SHARED[resolved] = entry
+        return entry
+
+
+def release_shared_landmarker(model_path: str | os.PathLike | None = None) -> None:
+    """Close the shared landmarker of `model_path` (the next `shared_landmarker` call makes a new one)."""
+    try:
+        resolved = str(resolve_face_landmarker_model(model_path, download=False))
+    except MieInputError:
+        return  # nothing was ever made for a model that cannot be found
+    with _SHARED_GUARD:
+        entry = _SHARED.pop(resolved, None)
+    if entry is not None:
+        landmarker, lock = entry
+        with lock:
+            landmarker.close()
+
+
 def detect_landmarks(image: np.ndarray, model_path: str | os.PathLike | None = None) -> FaceLandmarks | None:
     """One-shot helper: landmarks of the largest face in one image, or None if there is no face."""
     with MieFaceLandmarker(model_path) as landmarker:
@@ -362,8 +482,13 @@ __all__ = [
     "MEDIAPIPE_TO_DLIB68",
     "FaceLandmarks",
     "MieFaceLandmarker",
+    "RUNNING_MODES",
     "detect_landmarks",
+    "head_angles",
+    "release_shared_landmarker",
     "resolve_face_landmarker_model",
+    "shared_landmarker",
     "to_rgb_uint8",
+    "turn_between",
     "user_cache_dir",
 ]

@@ -29,14 +29,18 @@ class MieVideoClassifierOutput(ModelOutput):
         logits (`torch.FloatTensor` of shape `(batch, num_labels)`):
             Class scores before softmax.
         region_logits (`torch.FloatTensor` of shape `(batch, frames, regions, num_labels + 1)`):
-            Per-frame scores of each region's stage-1 head (the labels, then "not me"); zero
-            for padded frames. `None` when the model ran on given `region_features`.
+            Per-frame scores of each region's stage-1 head (the labels, then "not me"), at the
+            input's frame positions; zero where `frame_mask` is False (padding and holes).
+            `None` when the model ran on given `region_features`.
         region_features (`torch.FloatTensor` of shape `(batch, frames, regions, region_feature_size)`):
-            The per-frame region features the LSTMs read; zero for padded frames.
+            The per-frame region features the LSTMs read, at the input's frame positions; zero
+            where `frame_mask` is False. When `region_features` were given, they are returned
+            as given.
         region_states (`torch.FloatTensor` of shape `(batch, regions, lstm_hidden_size)`):
             Last LSTM state of each region at each clip's last real frame.
         frame_mask (`torch.BoolTensor` of shape `(batch, frames)`):
-            True for real frames.
+            The caller's mask (all True when none was given): True for the frames the model
+            read; False frames (padding, or holes between real frames) were skipped.
     """
 
     loss: torch.FloatTensor | None = None
@@ -96,18 +100,50 @@ def inverse_frequency_alpha(labels, num_classes: int) -> list[float]:
     return (inv * num_classes / inv.sum()).tolist()
 
 
-def region_cnn_input(config: MieConfig, pixel_values: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+def region_cnn_input(
+    config: MieConfig,
+    pixel_values: torch.Tensor,
+    first: torch.Tensor | None = None,
+    frame_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """What the region CNNs see (config `input_mode`).
 
-    pixel_values: (B, T, R, C, H, W) clips whose real frames come first, or (N, R, C, H, W)
-    single frames together with `first`, the (N, R, C, H, W) first frame of each one's clip.
-    "frames" returns the crops unchanged; "onset_difference" subtracts each clip's first frame.
+    pixel_values: (B, T, R, C, H, W) clips, or (N, R, C, H, W) single frames together with
+    `first`, the (N, R, C, H, W) first real frame of each one's clip. For clips, `frame_mask`
+    (B, T) bool marks the real frames; the first True frame of each clip is its onset (a clip
+    may start with a hole). Without a mask, frame 0 is the onset.
+    "frames" returns the crops unchanged; "onset_difference" subtracts each clip's onset frame
+    (frames that are not real get garbage, which the model never reads).
     """
     if config.input_mode == "frames":
         return pixel_values
-    if first is None:
+    if first is not None:
+        return pixel_values - first
+    if frame_mask is None:
         return pixel_values - pixel_values[:, :1]
-    return pixel_values - first
+    # argmax returns the first maximum: each clip's first True frame (every clip has one)
+    onset = frame_mask.to(torch.int8).argmax(dim=1)  # (B,)
+    batch = torch.arange(pixel_values.shape[0], device=pixel_values.device)
+    return pixel_values - pixel_values[batch, onset.to(pixel_values.device)].unsqueeze(1)
+
+
+def compact_frames(values: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each clip's real frames to the front, in their order: what the causal LSTMs read.
+
+    values: (B, T, ...) per-frame values; frame_mask: (B, T) bool, True for real frames, which
+    may have holes (False frames between True ones). Returns the (B, T, ...) values with each
+    clip's `lengths[b]` real frames first and its False frames after them, and `lengths` (B,).
+    A mask that is already a prefix (real frames first) returns `values` itself, untouched.
+    """
+    frame_mask = frame_mask.to(device=values.device, dtype=torch.bool)
+    lengths = frame_mask.sum(1)  # (B,)
+    prefix = torch.arange(frame_mask.shape[1], device=values.device).unsqueeze(0) < lengths.unsqueeze(1)
+    if torch.equal(prefix, frame_mask):
+        return values, lengths
+    # a stable sort of "is not real" keeps the real frames in order, then the others
+    order = torch.argsort((~frame_mask).to(torch.int8), dim=1, stable=True)  # (B, T)
+    index = order.view(*order.shape, *(1,) * (values.dim() - 2)).expand_as(values)
+    return values.gather(1, index), lengths
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -300,7 +336,9 @@ class MieTemporalFusion(nn.Module):
     """The temporal stage: one LSTM per region over its frame features, then the fusion head.
 
     Real clip lengths are honoured (the paper zero-padded every clip to 500 frames): the state
-    classified is each clip's state at its last real frame, which padding never reaches.
+    classified is each clip's state at its last real frame, which padding never reaches. It
+    reads each clip's real frames first (`compact_frames` moves them there when a mask has
+    holes); [`MieForVideoClassification`] does that for its callers.
 
     Before the LSTMs, each region feature is standardised with fixed statistics of the training
     frames (`fit_feature_statistics`, stored in the checkpoint as buffers `feature_mean` /
@@ -335,7 +373,8 @@ class MieTemporalFusion(nn.Module):
         self.feature_std.copy_(frames.std(0, unbiased=False).clamp_min(eps))
 
     def forward(self, region_features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """region_features: (B, T, R, F); lengths: (B,) real frames -> logits (B, L), states (B, R, H)."""
+        """region_features: (B, T, R, F), each clip's `lengths[b]` real frames first; lengths: (B,)
+        -> logits (B, L), states (B, R, H)."""
         if self.standardize:
             region_features = (region_features - self.feature_mean) / self.feature_std
         # The LSTM is causal and padding comes after the real frames, so the output at each
@@ -392,9 +431,13 @@ class MieForVideoClassification(MiePreTrainedModel):
 
     Inputs come from [`MieProcessor`]: `pixel_values` of shape (batch, frames, regions,
     channels, height, width) and a `frame_mask` of shape (batch, frames) that is True for the
-    real frames of each clip (they must come first; padding follows). Stage-2 training may pass
-    precomputed `region_features` of shape (batch, frames, regions, region_feature_size)
-    instead of `pixel_values` to skip the (frozen) CNNs.
+    frames the model reads. Each clip is the sequence of its True frames, in order; False
+    frames are skipped as if absent, whether they are padding after the clip or holes inside
+    it (the processor's frames where the face was lost, turned or occluded). With
+    `input_mode="onset_difference"` every frame is taken relative to the clip's first True
+    frame. Per-frame outputs keep the input's frame positions, zero at False frames. Stage-2
+    training may pass precomputed `region_features` of shape (batch, frames, regions,
+    region_feature_size) instead of `pixel_values` to skip the (frozen) CNNs.
 
     Parameter count of the "paper" preset: 1,094,611 with the stage-1 heads. The paper reports
     1,093,531 (Keras). PyTorch's LSTM keeps two bias vectors per gate where Keras keeps one
@@ -439,22 +482,23 @@ class MieForVideoClassification(MiePreTrainedModel):
         frame_mask = frame_mask.to(device=device).bool()
         if tuple(frame_mask.shape) != (batch, frames):
             raise ValueError(f"frame_mask must be (batch, frames) = {(batch, frames)}; got {tuple(frame_mask.shape)}.")
-        lengths = frame_mask.sum(1)
-        if (lengths == 0).any():
-            raise ValueError(f"Every clip needs at least one real frame; clips {lengths.eq(0).nonzero().flatten().tolist()} have none.")
-        prefix = torch.arange(frames, device=device).unsqueeze(0) < lengths.unsqueeze(1)
-        if not torch.equal(prefix, frame_mask):
-            raise ValueError("frame_mask must mark each clip's real frames first and padding after them.")
+        empty = ~frame_mask.any(1)
+        if empty.any():
+            raise ValueError(
+                "Every clip needs at least one real frame (True in frame_mask); clips "
+                f"{empty.nonzero().flatten().tolist()} have none."
+            )
         return frame_mask
 
     def extract_region_features(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None):
         """Run the region CNNs on the real frames only.
 
-        pixel_values: (B, T, R, C, H, W) -> features (B, T, R, F) and region logits
-        (B, T, R, K), zero at padded frames.
+        pixel_values: (B, T, R, C, H, W); frame_mask: (B, T) bool, True for real frames (holes
+        allowed). Returns features (B, T, R, F) and region logits (B, T, R, K) at the input's
+        frame positions, zero where the mask is False.
         """
         frame_mask = self._check_inputs(pixel_values, None, frame_mask)
-        pixel_values = region_cnn_input(self.config, pixel_values)
+        pixel_values = region_cnn_input(self.config, pixel_values, frame_mask=frame_mask)
         frames = pixel_values[frame_mask]  # (n_real, R, C, H, W)
         feats, logits = self.region_cnn(frames)
         batch, length = frame_mask.shape
@@ -479,7 +523,9 @@ class MieForVideoClassification(MiePreTrainedModel):
         pixel_values (`torch.FloatTensor` of shape `(batch, frames, regions, channels, height, width)`):
             Region crops from [`MieProcessor`].
         frame_mask (`torch.BoolTensor` of shape `(batch, frames)`, *optional*):
-            True for real frames (first), False for padding. Defaults to all frames real.
+            True for the frames to read, False for frames to skip: padding after a clip or holes
+            inside it (e.g. frames without the face). Each clip is the sequence of its True
+            frames, in order, and needs at least one. Defaults to all frames real.
         labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
             Class indices; when given, the focal loss (config `focal_gamma`, `focal_alpha`) is
             returned.
@@ -496,7 +542,9 @@ class MieForVideoClassification(MiePreTrainedModel):
         region_logits = None
         if region_features is None:
             region_features, region_logits = self.extract_region_features(pixel_values, frame_mask)
-        logits, states = self.temporal(region_features, frame_mask.sum(1))
+        # The LSTMs read each clip's real frames back to back; the per-frame outputs stay in
+        # the input's layout. A prefix mask passes through untouched (the path it always had).
+        logits, states = self.temporal(*compact_frames(region_features, frame_mask))
 
         loss = region_loss = None
         if labels is not None:
@@ -545,6 +593,7 @@ __all__ = [
     "MieRegionCNN",
     "MieTemporalFusion",
     "MieVideoClassifierOutput",
+    "compact_frames",
     "focal_loss",
     "inverse_frequency_alpha",
     "region_cnn_input",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import logging
+import math
 import os
-import threading
 import time
 from typing import Any, TypedDict
 
@@ -16,14 +17,34 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from .configuration_mie import MieConfig
 from .errors import MieInputError
-from .landmarks import DEFAULT_DETECT_MAX_SIDE, MEDIAPIPE_TO_DLIB68, FaceLandmarks, MieFaceLandmarker
-from .video import Clip, ClipReader, VideoLimits, is_image_path, open_clip
+from .landmarks import (
+    DEFAULT_DETECT_MAX_SIDE,
+    MEDIAPIPE_TO_DLIB68,
+    FaceLandmarks,
+    MieFaceLandmarker,
+    release_shared_landmarker,
+    shared_landmarker,
+    turn_between,
+)
+from .tracking import (
+    FaceTracker,
+    NoUsableFace,
+    apply_affine,
+    compose,
+    find_reference,
+    invert,
+    rigid_points,
+    similarity_params,
+    to_pixel_centres,
+)
+from .video import Clip, VideoLimits, is_image_path, open_clip
 
 logger = logging.getLogger(__name__)
 
-# The processor's copy of the config's region table; `from_pretrained` re-reads it from the
-# folder's config.json so that the two cannot drift (see `get_image_processor_dict`).
-GEOMETRY_KEYS = ("regions", "canvas_size", "crop_scale", "face_box_landmarks", "num_channels")
+# The processor's copy of the config's region table and front end (alignment, the turn limit);
+# `from_pretrained` re-reads them from the folder's config.json so that the two cannot drift
+# (see `get_image_processor_dict`).
+GEOMETRY_KEYS = ("regions", "canvas_size", "crop_scale", "face_box_landmarks", "num_channels", "align", "max_head_turn")
 FRAME_SAMPLING_MODES = ("all", "uniform", "interpolate")
 _CALL_OPTIONS = (
     "frame_sampling",
@@ -32,13 +53,18 @@ _CALL_OPTIONS = (
     "do_rescale",
     "rescale_factor",
     "min_frames",
-    "landmark_search_frames",
     "min_face_size",
     "detect_max_side",
+    "landmark_every",
+    "face_search_stride",
+    "face_search_checks",
     "video_limits",
 )
 # transformers' own bookkeeping keys, found in saved preprocessor_config.json files
 _BOOKKEEPING_KEYS = {"image_processor_type", "auto_map", "processor_class", "_processor_class"}
+# Settings of older mie versions that no longer mean anything, dropped quietly on load:
+# landmark_search_frames bounded the face search to the first frames (the whole clip is searched now).
+_RETIRED_KEYS = {"landmark_search_frames"}
 
 
 class MieProcessorKwargs(TypedDict, total=False):
@@ -49,39 +75,41 @@ class MieProcessorKwargs(TypedDict, total=False):
     crop_scale: float
     face_box_landmarks: dict
     num_channels: int
+    align: bool
+    max_head_turn: float
     frame_sampling: str
     num_frames: int | None
     max_frames: int
     do_rescale: bool
     rescale_factor: float
     min_frames: int
-    landmark_search_frames: int
     min_face_size: float
     detect_max_side: int
+    landmark_every: int
+    face_search_stride: int
+    face_search_checks: int
     video_limits: dict
     face_landmarker_path: str  # used, never saved (a local path means nothing on the Hub)
 
 
 # ------------------------------------------------------------------------------ geometry
 def geometry_from_config(config: MieConfig) -> dict:
-    """The part of a `MieConfig` the processor needs: regions (name + box), canvas, scale, channels."""
-    return {
-        "regions": [{"name": r["name"], "box": [int(v) for v in r["box"]]} for r in config.regions],
-        "canvas_size": [int(v) for v in config.canvas_size],
-        "crop_scale": float(config.crop_scale),
-        "face_box_landmarks": {k: [int(i) for i in v] for k, v in config.face_box_landmarks.items()},
-        "num_channels": int(config.num_channels),
-    }
+    """The part of a `MieConfig` the processor needs: regions (name + box), canvas, scale, channels,
+    and the front end (`align`, `max_head_turn`)."""
+    return _normalise_geometry({key: getattr(config, key) for key in GEOMETRY_KEYS})
 
 
 def _normalise_geometry(geometry: dict) -> dict:
-    """Geometry in one comparable form (JSON gives lists and float/int mixes)."""
+    """Geometry in one comparable form (JSON gives lists and float/int mixes). Settings missing
+    from an older file take the defaults that keep its behaviour (no alignment)."""
     return {
         "regions": [{"name": str(r["name"]), "box": [int(v) for v in r["box"]]} for r in geometry["regions"]],
         "canvas_size": [int(v) for v in geometry["canvas_size"]],
         "crop_scale": float(geometry["crop_scale"]),
         "face_box_landmarks": {k: [int(i) for i in v] for k, v in sorted(geometry["face_box_landmarks"].items())},
         "num_channels": int(geometry["num_channels"]),
+        "align": bool(geometry.get("align", False)),
+        "max_head_turn": float(geometry.get("max_head_turn", MieConfig.max_head_turn)),
     }
 
 
@@ -275,6 +303,95 @@ def crop_regions(
     return out
 
 
+def aligned_region_crops(
+    frame: np.ndarray,
+    transform: np.ndarray,
+    boxes: np.ndarray,
+    region_sizes: list[tuple[int, int]],
+    num_channels: int = 1,
+    channel_order: str = "rgb",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Cut the regions out of one frame registered onto the reference frame.
+
+    Each region is one affine warp from the frame straight into its crop (the head motion, the
+    box and the resize together), so a pixel is interpolated once. Where the crop shrinks the
+    frame by more than 2x, the part of the frame the regions see is first resized with area
+    averaging, as `crop_regions` antialiases.
+
+    Args:
+        frame: (H, W, C) uint8, C = 1 or 3 (in `channel_order`).
+        transform: (2, 3) similarity from this frame's pixels to the reference frame's.
+        boxes: (R, 4) float x0, y0, x1, y1 of the regions in reference-frame pixels.
+        region_sizes: (height, width) of each region's crop.
+        num_channels: 1 (grey) or 3 (RGB) output channels.
+        out: optional (R, C, crop_height, crop_width) uint8 array to fill.
+
+    Returns:
+        (R, C, crop_height, crop_width) uint8 with each region in its top-left part, black
+        elsewhere and where the region reaches past the frame.
+    """
+    cv2 = _require_cv2()
+    if cv2 is None:  # pragma: no cover - OpenCV comes with mediapipe
+        raise ImportError("Aligned crops need OpenCV: pip install opencv-contrib-python")
+    crop_h = max(h for h, _ in region_sizes)
+    crop_w = max(w for _, w in region_sizes)
+    if out is None:
+        out = np.zeros((len(region_sizes), num_channels, crop_h, crop_w), np.uint8)
+    else:
+        out[:] = 0
+    maps = []
+    for (x0, y0, x1, y1), (h, w) in zip(np.asarray(boxes, np.float64), region_sizes):
+        box_to_crop = np.array([[w / (x1 - x0), 0, -x0 * w / (x1 - x0)], [0, h / (y1 - y0), -y0 * h / (y1 - y0)]])
+        maps.append(compose(box_to_crop, transform))  # frame px -> crop px
+    # the part of the frame any crop sees, with a margin for the interpolation
+    corners = np.vstack([
+        apply_affine(invert(m), np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64))
+        for m, (h, w) in zip(maps, region_sizes)
+    ])
+    height, width = frame.shape[:2]
+    rx0, ry0 = (np.floor(corners.min(axis=0)).astype(int) - 2).tolist()
+    rx1, ry1 = (np.ceil(corners.max(axis=0)).astype(int) + 2).tolist()
+    rx0, ry0, rx1, ry1 = max(rx0, 0), max(ry0, 0), min(rx1, width), min(ry1, height)
+    if rx1 - rx0 < 1 or ry1 - ry0 < 1:
+        return out  # every region lies outside the frame
+    part = frame[ry0:ry1, rx0:rx1]
+    back = np.array([[1.0, 0, rx0], [0, 1.0, ry0]])  # part px -> frame px
+    scale = min(math.sqrt(abs(np.linalg.det(m[:, :2]))) for m in maps)
+    if scale < 0.5 and min(part.shape[:2]) > 2:
+        factor = 2.0 * scale
+        new_w, new_h = max(2, int(round(part.shape[1] * factor))), max(2, int(round(part.shape[0] * factor)))
+        back = np.array([[part.shape[1] / new_w, 0, rx0], [0, part.shape[0] / new_h, ry0]])
+        part = cv2.resize(part, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    if part.ndim == 2:
+        part = part[:, :, None]
+    part = _convert_channels(np.ascontiguousarray(part)[None], num_channels, channel_order)[0]
+    for r, (m, (h, w)) in enumerate(zip(maps, region_sizes)):
+        warped = cv2.warpAffine(
+            part, to_pixel_centres(compose(m, back)), (w, h), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        )
+        out[r, :, :h, :w] = warped.reshape(h, w, -1).transpose(2, 0, 1)  # grey broadcasts to 3 channels
+    return out
+
+
+class _Rows:
+    """A growing (n, *shape) uint8 array, doubling its capacity as rows are added."""
+
+    def __init__(self, shape: tuple, capacity: int = 64):
+        self._data = np.empty((capacity, *shape), np.uint8)
+        self._count = 0
+
+    def next_row(self) -> np.ndarray:
+        if self._count == len(self._data):
+            self._data = np.concatenate([self._data, np.empty_like(self._data)])
+        self._count += 1
+        return self._data[self._count - 1]
+
+    def array(self) -> np.ndarray:
+        return self._data[: self._count]
+
+
 # ------------------------------------------------------------------------------ inputs
 def _item_kind(item: Any) -> str:
     """'frame' or 'clip' for an element of a list given to the processor (see `MieProcessor`)."""
@@ -338,13 +455,15 @@ class MieProcessor(BaseImageProcessor):
     Turns a face clip into the input of [`MieForVideoClassification`] the way the paper does
     (Aouayeb et al., 2019, section 2): landmarks on the first usable frame, six region boxes
     fixed from them, the same boxes cut out of every frame, each crop resized to its region
-    size and padded with black to one common size.
+    size and padded with black to one common size; and, for footage as people record it, with
+    the face followed through the clip (`modeling_mie.tracking`).
 
     The geometry is the config's region table ([`MieConfig`] `regions`, `canvas_size`,
-    `crop_scale`, `face_box_landmarks`, `num_channels`): build the processor with
-    `MieProcessor.from_config(config)`. `MieProcessor()` uses `MieConfig()` (the paper's
-    geometry, grey crops). `from_pretrained(folder)` takes the geometry from the folder's
-    config.json when there is one, so a checkpoint's processor cannot drift from its model.
+    `crop_scale`, `face_box_landmarks`, `num_channels`) and its front end (`align`,
+    `max_head_turn`): build the processor with `MieProcessor.from_config(config)`.
+    `MieProcessor()` uses `MieConfig()` (the paper's geometry, grey crops, no alignment).
+    `from_pretrained(folder)` takes them from the folder's config.json when there is one, so a
+    checkpoint's processor cannot drift from its model.
 
     Inputs (`processor(videos, ...)`): one clip, or a list of clips for a batch. A clip is a
     video file (anything OpenCV decodes), a folder of frame images (ordered by the integer in
@@ -352,10 +471,29 @@ class MieProcessor(BaseImageProcessor):
     array / tensor of frames ((T, H, W[, C]) or (T, C, H, W), RGB, uint8 / uint16 / float in
     [0, 1]) or a [`Clip`]. A list of frames is one clip; a list of clips is a batch.
 
-    Landmarks come from MediaPipe's face landmarker (loaded once, on first use), searched from
-    frame 0 on; with several faces the largest is used and a note says so. Callers may pass
-    `landmarks` ((478, 2) MediaPipe or (68, 2) dlib points, pixels of the clip's frames) or
-    `boxes` ((regions, 4) x0, y0, x1, y1 pixels); no detector runs then.
+    Where the face is. The whole clip is searched (every `face_search_stride`-th frame, then
+    back to the exact first one, at most `face_search_checks` detector calls) for the first
+    frame with a usable face: found by MediaPipe's face landmarker in that frame and the next,
+    at least `min_face_size` px, turned at most `max_head_turn` degrees from the camera. With
+    several faces the largest is taken and followed. That frame is the reference: the boxes are
+    fixed on it, the analysis starts there, and frames before it are not read as the face.
+    From there a video-mode landmarker checks every `landmark_every`-th frame that the face is
+    still there, is the same face and has not turned more than `max_head_turn` degrees from the
+    reference; frames where it is lost, turned or has its rigid points hidden (occluded) get
+    `face_present` False and `frame_mask` False, so the model does not read them as the face.
+    The analysed span ends at the last usable frame.
+
+    Alignment (`align`, on in the `fast` preset). Every frame is mapped onto the reference
+    frame by a similarity transform fitted on rigid points (eye corners, nose bridge and tip),
+    then the fixed boxes are cut from the aligned frame: head motion is removed and the
+    expression's own movement stays inside the boxes. Without it (the `paper` preset) the boxes
+    are cut from the frames as they are, and the transform is only reported.
+
+    Callers may pass `landmarks` ((478, 2) MediaPipe or (68, 2) dlib points of the first frame,
+    in its pixels) or `boxes` ((regions, 4) x0, y0, x1, y1 pixels); no detector runs then, the
+    first frame is the reference, and with landmarks and `align` the frames are still
+    registered on the rigid points (without a landmarker, a frame counts as present while they
+    register).
 
     One-frame clips are refused by default (`min_frames=2`): a micro-expression is a
     movement, and one frame gives the temporal model nothing to compare. Set `min_frames=1`
@@ -389,17 +527,31 @@ class MieProcessor(BaseImageProcessor):
             the model was trained on plain [0, 1] pixels.
         rescale_factor (`float`, *optional*, defaults to 1/255):
             Factor applied when `do_rescale`.
+        align (`bool`, *optional*, defaults to the config's):
+            Register every frame onto the reference before cutting the boxes (see above).
+        max_head_turn (`float`, *optional*, defaults to the config's, 20):
+            Out-of-plane turn (degrees) beyond which a face is not usable.
         min_frames (`int`, *optional*, defaults to 2):
-            Shortest clip accepted (see the one-frame policy above).
-        landmark_search_frames (`int`, *optional*, defaults to 10):
-            How many frames from the start are searched for a face (frame 0 can be black or
-            faceless) before the clip is refused.
+            Fewest usable frames accepted (see the one-frame policy above).
         min_face_size (`float`, *optional*, defaults to 48):
             Smallest accepted face box side in pixels (brow ends to chin); smaller faces would
             be upscaled several times into the canvas and carry no micro-movement.
         detect_max_side (`int`, *optional*, defaults to 1024):
             Frames larger than this are downscaled for landmarking only; crops are cut from the
             full-resolution frames.
+        landmark_every (`int`, *optional*, defaults to 6):
+            Frames between the landmarker's checks while the face is followed; where two checks
+            disagree (the face left or came back between them) every frame between them is
+            checked, so losses are still placed to the frame. MediaPipe costs 10-12 ms a frame
+            here and the rigid-skin registration about 1.5 ms, so with a check every 6th frame
+            (on a thread beside decoding) a 640 x 480 clip runs at about 340 frames/s; every 4th
+            frame, MediaPipe bounds it to about 240 (`bench/preprocess.py`).
+        face_search_stride (`int`, *optional*, defaults to 4):
+            Frames between probes while searching for the first face; after a hit the frames in
+            between are checked, so the reference is still the exact first frame with a face.
+        face_search_checks (`int`, *optional*, defaults to 300):
+            Most detector calls the search may spend (about 3 s here) before it gives up: a long
+            clip without a face is refused in bounded time.
         video_limits (`dict`, *optional*):
             Overrides of [`VideoLimits`] (file size, frames, duration, pixels per frame).
         face_landmarker_path (`str`, *optional*):
@@ -408,15 +560,35 @@ class MieProcessor(BaseImageProcessor):
 
     Returns from `__call__`: a [`BatchFeature`] with
         - `pixel_values`: (batch, frames, regions, channels, height, width) float32 in [0, 1]
-          (uint8 with `do_rescale=False`); padded frames are zero.
-        - `frame_mask`: (batch, frames) bool, True for real frames, which come first.
+          (uint8 with `do_rescale=False`); padded frames and frames without a usable face are zero.
+        - `frame_mask`: (batch, frames) bool, True for the frames the model reads: real (not
+          padding, which comes last) and with the face present.
+        - `face_present`: (batch, frames) bool, the tracked face is usable in that frame.
+        - `alignment_transform`: (batch, frames, 2, 3) float32 the similarity from each frame's
+          pixels to the reference frame's (landmark coordinates: pixel i spans [i, i + 1]); with
+          `align` the one the crops were cut with, otherwise the rigid landmarks' fit (reported
+          only); NaN where not known.
+        - `head_motion`: (batch, frames, 4) float32 how the head moved from the reference frame:
+          dx, dy (px, the rigid points' centre), in-plane rotation (deg, counter-clockwise as
+          seen) and scale; NaN where not known (padding, face lost).
+        - `head_turn`: (batch, frames) float32 out-of-plane turn from the reference, deg (NaN
+          where not measured).
+        - `alignment_residual`: (batch, frames) float32 RMS distance of the rigid points after
+          the similarity fit, reference px (what a similarity cannot explain; NaN where unknown).
+        - `face_span`: (batch, 2) int64 first and last source frame analysed (the reference and
+          the last usable frame).
+        - `face_track`: list of dicts per clip: `summary` (one line, e.g. "face found from 1.2 s;
+          head turned up to 14 deg; aligned"), `aligned`, `faces_seen`, `lost` ([first, last,
+          why] source-frame runs without a usable face, after the reference), `max_turn`,
+          `max_rotation`, `max_shift` (px), `usable_frames`.
         - `region_boxes`: (batch, regions, 4) int64 x0, y0, x1, y1 (end exclusive) in pixels of
-          the source frames: exactly what was cut (may reach past the frame; that part is black).
+          the reference frame: what was cut there (may reach past the frame; that part is black);
+          with alignment every frame is cut where these boxes land after the head motion.
         - `face_boxes`: (batch, 4) float32 face box the regions came from (NaN for given boxes).
         - `landmarks`: (batch, 478, 2) float32 pixels (NaN where not known);
           `landmarks_dlib68`: (batch, 68, 2).
-        - `landmark_frame`: (batch,) int64 source frame the landmarks came from (-1: given).
-        - `num_faces`: (batch,) int64 faces found in that frame (-1: landmarks/boxes given).
+        - `landmark_frame`: (batch,) int64 the reference frame the landmarks came from (-1: given).
+        - `num_faces`: (batch,) int64 most faces seen in one frame of the clip (-1: landmarks/boxes given).
         - `fps`: (batch,) float32 (NaN where unknown); `num_source_frames`: (batch,) int64;
           `image_sizes`: (batch, 2) int64 width, height of the source frames.
         - `frame_positions`: (batch, frames) float32 source frame of every output frame
@@ -426,8 +598,9 @@ class MieProcessor(BaseImageProcessor):
 
     Raises:
         MieInputError: for every problem with the input (missing, empty, unreadable or too
-            large file, zero frames, a too-short clip, no face in the first frames, a face too
-            small, bad landmarks or boxes); the message says what to do.
+            large file, zero frames, a too-short clip, no usable face anywhere, too few frames
+            with the face, a face too small, bad landmarks or boxes); the message says what to
+            do and, where it matters, which part of the clip had a face.
 
     Example:
 
@@ -451,19 +624,25 @@ class MieProcessor(BaseImageProcessor):
         crop_scale: float | None = None,
         face_box_landmarks: dict | None = None,
         num_channels: int | None = None,
+        align: bool | None = None,
+        max_head_turn: float | None = None,
         frame_sampling: str = "all",
         num_frames: int | None = None,
         max_frames: int = 500,
         do_rescale: bool = True,
         rescale_factor: float = 1 / 255,
         min_frames: int = 2,
-        landmark_search_frames: int = 10,
         min_face_size: float = 48,
         detect_max_side: int = DEFAULT_DETECT_MAX_SIDE,
+        landmark_every: int = 6,
+        face_search_stride: int = 4,
+        face_search_checks: int = 300,
         video_limits: dict | None = None,
         face_landmarker_path: str | os.PathLike | None = None,
         **kwargs,
     ):
+        for key in _RETIRED_KEYS & set(kwargs):
+            logger.debug("MieProcessor drops the retired setting %s=%r.", key, kwargs.pop(key))
         unknown = set(kwargs) - _BOOKKEEPING_KEYS
         if unknown:
             # a newer mie may save more settings: keep them (transformers' way), but say so
@@ -475,6 +654,8 @@ class MieProcessor(BaseImageProcessor):
             "crop_scale": crop_scale,
             "face_box_landmarks": face_box_landmarks,
             "num_channels": num_channels,
+            "align": align,
+            "max_head_turn": max_head_turn,
         }
         given = {k: v for k, v in given.items() if v is not None}
         if config is not None:
@@ -496,14 +677,14 @@ class MieProcessor(BaseImageProcessor):
         self.do_rescale = do_rescale
         self.rescale_factor = rescale_factor
         self.min_frames = min_frames
-        self.landmark_search_frames = landmark_search_frames
         self.min_face_size = min_face_size
         self.detect_max_side = detect_max_side
+        self.landmark_every = landmark_every
+        self.face_search_stride = face_search_stride
+        self.face_search_checks = face_search_checks
         self.video_limits = VideoLimits.coerce(video_limits).to_dict()
         self._validate_options({k: getattr(self, k) for k in _CALL_OPTIONS})
         self._face_landmarker_path = face_landmarker_path
-        self._landmarker: MieFaceLandmarker | None = None
-        self._lock = threading.Lock()
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -532,21 +713,11 @@ class MieProcessor(BaseImageProcessor):
         return processor_dict, rest
 
     def to_dict(self) -> dict[str, Any]:
-        # Private state (the MediaPipe landmarker, a lock, the derived config) is not settings
-        # and cannot be deep-copied: leave it out of preprocessor_config.json.
+        # Private state (the landmarker path, the derived config) is not settings: leave it out
+        # of preprocessor_config.json.
         out = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("_")}
         out["image_processor_type"] = type(self).__name__
         return out
-
-    def __getstate__(self):  # pickling for datasets.map(num_proc=...) and deepcopy
-        state = self.__dict__.copy()
-        state["_landmarker"] = None
-        state.pop("_lock", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     # -- derived geometry ----------------------------------------------------------------
     @property
@@ -568,24 +739,29 @@ class MieProcessor(BaseImageProcessor):
         return _normalise_geometry({k: getattr(self, k) for k in GEOMETRY_KEYS})
 
     # -- landmarks -----------------------------------------------------------------------
-    def _detector(self, detect_max_side: int) -> MieFaceLandmarker:
-        if self._landmarker is None:
-            self._landmarker = MieFaceLandmarker(self._face_landmarker_path, detect_max_side=detect_max_side)
-        self._landmarker.detect_max_side = int(detect_max_side)
-        return self._landmarker
-
     def detect_landmarks(self, frame: np.ndarray, frame_index: int = 0, detect_max_side: int | None = None):
         """Landmarks of the largest face in one RGB / grey frame, or None. Thread-safe."""
-        with self._lock:
-            detector = self._detector(detect_max_side or self.detect_max_side)
-            return detector.detect(frame, frame_index=frame_index)
+        landmarker, lock = shared_landmarker(self._face_landmarker_path)
+        with lock:
+            landmarker.detect_max_side = int(detect_max_side or self.detect_max_side)
+            return landmarker.detect(frame, frame_index=frame_index)
+
+    def detect_faces(self, frame: np.ndarray, frame_index: int = 0, detect_max_side: int | None = None) -> list:
+        """Landmarks of every face in one RGB / grey frame, largest first. Thread-safe.
+
+        The image-mode landmarker is the process's shared one for this model file
+        (`shared_landmarker`): loaded once, never owned by a processor, so a processor caught in
+        a reference cycle cannot take MediaPipe down with it.
+        """
+        landmarker, lock = shared_landmarker(self._face_landmarker_path)
+        with lock:
+            landmarker.detect_max_side = int(detect_max_side or self.detect_max_side)
+            return landmarker.detect_faces(frame, frame_index=frame_index)
 
     def close(self) -> None:
-        """Release the MediaPipe landmarker (it is created again when needed)."""
-        with self._lock:
-            if self._landmarker is not None:
-                self._landmarker.close()
-                self._landmarker = None
+        """Release the shared MediaPipe landmarker of this processor's model file (it is created
+        again when needed, by this or any other processor)."""
+        release_shared_landmarker(self._face_landmarker_path)
 
     # -- options -------------------------------------------------------------------------
     @staticmethod
@@ -601,7 +777,14 @@ class MieProcessor(BaseImageProcessor):
                 f"frame_sampling={opts['frame_sampling']!r} needs num_frames, a positive int; got "
                 f"{opts['num_frames']!r}."
             )
-        for key, low in (("max_frames", 1), ("min_frames", 1), ("landmark_search_frames", 1), ("detect_max_side", 16)):
+        for key, low in (
+            ("max_frames", 1),
+            ("min_frames", 1),
+            ("detect_max_side", 16),
+            ("landmark_every", 1),
+            ("face_search_stride", 1),
+            ("face_search_checks", 1),
+        ):
             value = opts[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{key} must be an int >= {low}, got {value!r}.")
@@ -653,8 +836,9 @@ class MieProcessor(BaseImageProcessor):
             fps: frame rate for clips that carry none (folders, arrays); a number or a list.
             return_tensors: "pt", "np" or None (numpy arrays).
             **kwargs: per-call overrides of the options (`frame_sampling`, `num_frames`,
-                `max_frames`, `do_rescale`, `rescale_factor`, `min_frames`,
-                `landmark_search_frames`, `min_face_size`, `detect_max_side`, `video_limits`).
+                `max_frames`, `do_rescale`, `rescale_factor`, `min_frames`, `min_face_size`,
+                `detect_max_side`, `landmark_every`, `face_search_stride`,
+                `face_search_checks`, `video_limits`).
         """
         if videos is None:
             videos = images
@@ -678,68 +862,30 @@ class MieProcessor(BaseImageProcessor):
 
     # -- one clip --------------------------------------------------------------------------
     def _process_clip(self, clip, landmarks, boxes, fps, opts) -> dict:
-        """Read, landmark and crop one clip; returns its crops and provenance (see `_assemble`)."""
+        """Read one clip, find and follow its face, and crop it; returns its crops and provenance
+        (see `_assemble`)."""
         started = time.perf_counter()
         reader = open_clip(clip, opts["video_limits"], fps)
         with reader:
             if reader.exact_count and reader.num_frames < opts["min_frames"]:
                 raise self._too_short(reader.source, reader.num_frames, opts)
-            info = {"source": reader.source, "notes": []}
+            info = {"source": reader.source, "notes": [], "fps": reader.fps, "channel_order": reader.channel_order}
             given = self._given_geometry(landmarks, boxes, info)
-            if reader.array is not None:
-                frames, offset = reader.array, (0, 0)
-                if given is None:
-                    given = self._search_face(
-                        ((i, frames[i]) for i in range(min(len(frames), opts["landmark_search_frames"]))),
-                        reader.channel_order, opts, info,
-                    )
-                self._finish_geometry(given, reader.frame_size, opts, info)
-                stack = frames
+            frames = enumerate(reader.iter_frames(reuse_buffer=True))
+            if given is None:
+                given, frames = self._find_reference(frames, reader.channel_order, opts, info)
             else:
-                stack, offset = self._stream(reader, given, opts, info)
-            num_source = stack.shape[0]
-            if num_source < opts["min_frames"]:
-                raise self._too_short(reader.source, num_source, opts)
-            positions = frame_positions(num_source, opts["frame_sampling"], opts["num_frames"], opts["max_frames"])
-            if opts["frame_sampling"] == "all" and num_source > opts["max_frames"]:
-                info["notes"].append(
-                    f"{num_source} frames, above max_frames={opts['max_frames']}: sampled uniformly to "
-                    f"{opts['max_frames']}."
-                )
-            boxes_in_stack = info["region_boxes"] - np.array([offset[0], offset[1], offset[0], offset[1]])
-            crop_args = (
-                boxes_in_stack, self.region_crop_sizes, self.crop_size, self.num_channels, reader.channel_order
-            )
-            if opts["frame_sampling"] == "interpolate":
-                low = np.floor(positions).astype(np.int64)
-                high = np.minimum(low + 1, num_source - 1)
-                needed, inverse = np.unique(np.concatenate([low, high]), return_inverse=True)
-                crops = crop_regions(stack, *crop_args, frame_indices=needed).astype(np.float32)
-                weight = (positions - low).astype(np.float32)[:, None, None, None, None]
-                a, b = crops[inverse[: len(low)]], crops[inverse[len(low) :]]
-                crops = a + (b - a) * weight  # (T', R, C, H, W) float in [0, 255]
-            else:
-                indices = positions.astype(np.int64)
-                full = len(indices) == num_source
-                crops = crop_regions(stack, *crop_args, frame_indices=None if full else indices)
-            notes = list(reader.notes) + info["notes"]
-        elapsed_ms = 1e3 * (time.perf_counter() - started)
-        logger.debug("%s: %d frames cropped in %.1f ms", reader.source, len(positions), elapsed_ms)
-        return {
-            "crops": crops,
-            "positions": positions,
-            "region_boxes": info["region_boxes"],
-            "face_box": info["face_box"],
-            "points": info["points"],
-            "dlib68": info["dlib68"],
-            "landmark_frame": info["landmark_frame"],
-            "num_faces": info["num_faces"],
-            "landmark_source": info["landmark_source"],
-            "fps": reader.fps,
-            "num_source_frames": num_source,
-            "image_size": reader.frame_size,
-            "notes": notes,
-        }
+                given["frame"] = -1
+            self._finish_geometry(given, reader.frame_size, opts, info)
+            followed = self._follow(frames, given, reader.frame_size, reader.channel_order, opts, info)
+            notes = list(reader.notes)
+        result = self._sample(followed, opts, info)
+        result.update(fps=reader.fps, image_size=reader.frame_size, notes=notes + info["notes"])
+        logger.debug(
+            "%s: %d frames followed and cropped in %.1f ms", info["source"], followed["count"],
+            1e3 * (time.perf_counter() - started),
+        )
+        return result
 
     def _too_short(self, source: str, count: int, opts: dict) -> MieInputError:
         return MieInputError(
@@ -768,43 +914,91 @@ class MieProcessor(BaseImageProcessor):
             return {"kind": "boxes", "boxes": boxes}
         if landmarks is not None:
             points, dlib68 = as_dlib68(landmarks)
-            return {"kind": "landmarks", "points": points, "dlib68": dlib68, "frame": -1, "faces": -1, "notes": []}
+            pose = landmarks.pose if isinstance(landmarks, FaceLandmarks) else None
+            return {"kind": "landmarks", "points": points, "dlib68": dlib68, "faces": -1, "notes": [], "pose": pose}
         return None
 
-    def _try_detect(self, frame: np.ndarray, index: int, channel_order: str, opts: dict):
-        """Detector landmarks of frame `index` as a geometry dict, or None without a face."""
-        rgb = frame[:, :, ::-1] if channel_order == "bgr" else frame
-        found = self.detect_landmarks(rgb, frame_index=index, detect_max_side=opts["detect_max_side"])
-        if found is None:
-            return None
-        return {
+    # -- finding the face ------------------------------------------------------------------
+    def _usable_faces(self, index: int, frame: np.ndarray, channel_order: str, opts: dict):
+        """(usable faces of one frame, largest first; why none is usable) for `find_reference`."""
+        rgb = frame[:, :, ::-1] if (frame.ndim == 3 and frame.shape[2] == 3 and channel_order == "bgr") else frame
+        faces = self.detect_faces(rgb, frame_index=index, detect_max_side=opts["detect_max_side"])
+        if not faces:
+            return [], "no face"
+        usable, why = [], ""
+        for face in faces:
+            box = face_box_from_landmarks(face.dlib68, self.face_box_landmarks)
+            width, height = box[2] - box[0], box[3] - box[1]
+            turn = turn_between(face.pose)
+            if min(width, height) < opts["min_face_size"]:
+                why = why or f"small:{width:.0f}x{height:.0f}"
+            elif turn > self.max_head_turn:
+                why = why or f"turned:{turn:.0f}"
+            else:
+                usable.append(face)
+        for face in usable:
+            face.num_faces = len(faces)
+        return usable, why
+
+    def _find_reference(self, frames, channel_order: str, opts: dict, info: dict):
+        """The detector's reference face (the first usable one) and the frames from it on."""
+        try:
+            reference, rest = find_reference(
+                frames,
+                lambda i, f: self._usable_faces(i, f, channel_order, opts),
+                stride=opts["face_search_stride"],
+                max_checks=opts["face_search_checks"],
+            )
+        except NoUsableFace as err:
+            raise self._no_usable_face(err, info, opts) from None
+        face = reference.face
+        notes = [f"{face.num_faces} faces found; the largest was used."] if face.num_faces > 1 else []
+        given = {
             "kind": "detector",
-            "points": found.points,
-            "dlib68": found.dlib68,
-            "frame": found.frame_index,
-            "faces": found.num_faces,
-            "notes": list(found.notes),
+            "points": face.points,
+            "dlib68": face.dlib68,
+            "frame": reference.index,
+            "faces": face.num_faces,
+            "notes": notes,
+            "pose": face.pose,
         }
+        return given, rest
 
-    def _search_face(self, frames, channel_order: str, opts: dict, info: dict):
-        """Landmarks from the first of `frames` ((index, frame) pairs) with a face."""
-        brightness = []
-        for index, frame in frames:
-            found = self._try_detect(frame, index, channel_order, opts)
-            if found is not None:
-                return found
-            brightness.append(float(frame.mean()))
-        self._no_face(info["source"], brightness)
-
-    @staticmethod
-    def _no_face(source: str, brightness: list[float]):
-        searched = len(brightness)
-        dark = brightness and max(brightness) < 10
-        why = " (they are black or nearly black)" if dark else ""
-        raise MieInputError(
-            f"No face was found in the first {searched} frame(s) of {source}{why}. Use a clip in which "
-            "one face looks at the camera, well lit and unobstructed, from the first frames on; or pass "
-            "landmarks= or boxes= to the processor yourself."
+    def _no_usable_face(self, err: NoUsableFace, info: dict, opts: dict) -> MieInputError:
+        source, fps = info["source"], info["fps"]
+        frames = err.last_index + 1
+        duration = f" ({frames / fps:.1f} s)" if fps else ""
+        where = f"the first {frames} frame(s){duration}" if err.budget_spent else f"any of the {frames} frame(s){duration}"
+        small = [r for r in err.reasons if r.startswith("small:")]
+        turned = [r for r in err.reasons if r.startswith("turned:")]
+        if small and not turned:
+            size = small[0].split(":", 1)[1].replace("x", " x ")
+            return MieInputError(
+                f"The face in {source} is only {size} pixels (brow ends to chin) in {where} searched; at least "
+                f"{opts['min_face_size']:g} are needed for meaningful region crops. Use a closer or "
+                "higher-resolution clip, or lower min_face_size."
+            )
+        if turned and not small:
+            angle = turned[0].split(":", 1)[1]
+            return MieInputError(
+                f"The face in {source} is turned away from the camera (by {angle} deg or more, the limit is "
+                f"max_head_turn={self.max_head_turn:g}) in {where} searched. Use a clip in which the face looks "
+                "towards the camera."
+            )
+        if "a face in one frame only" in err.reasons:
+            return MieInputError(
+                f"A face showed in {source} in one frame at a time only ({where} searched): not a face that stays "
+                "for an expression (a poster, a title, a face passing by). Use a clip in which one face stays in "
+                "view, looking at the camera."
+            )
+        dark = " (they are black or nearly black)" if err.brightness < 10 else ""
+        budget = (
+            f" The search stopped after {err.searched} detector calls (face_search_checks); trim the clip to "
+            "where the face is." if err.budget_spent else ""
+        )
+        return MieInputError(
+            f"No face was found in {where} of {source}{dark}.{budget} Use a clip in which one face looks at the "
+            "camera, well lit and unobstructed; or pass landmarks= or boxes= to the processor yourself."
         )
 
     def _finish_geometry(self, given: dict, frame_size: tuple[int, int], opts: dict, info: dict) -> None:
@@ -812,7 +1006,7 @@ class MieProcessor(BaseImageProcessor):
         width, height = frame_size
         nan = np.float32("nan")
         if given["kind"] == "boxes":
-            region_boxes = round_boxes(given["boxes"])
+            region_boxes = given["boxes"]
             info.update(
                 face_box=np.full(4, nan, np.float32),
                 points=None,
@@ -842,7 +1036,7 @@ class MieProcessor(BaseImageProcessor):
                     f"(brow ends to chin); at least {opts['min_face_size']:g} are needed for meaningful "
                     "region crops. Use a closer or higher-resolution clip, or lower min_face_size."
                 )
-            region_boxes = round_boxes(region_boxes_from_face_box(face_box, self.regions, self.canvas_size))
+            region_boxes = region_boxes_from_face_box(face_box, self.regions, self.canvas_size)
             info.update(
                 face_box=face_box.astype(np.float32),
                 points=given["points"],
@@ -852,66 +1046,274 @@ class MieProcessor(BaseImageProcessor):
                 landmark_source=given["kind"],
             )
             info["notes"].extend(given["notes"])
-        inside = (region_boxes[:, 0] < width) & (region_boxes[:, 2] > 0)
-        inside &= (region_boxes[:, 1] < height) & (region_boxes[:, 3] > 0)
+        rounded = round_boxes(region_boxes)
+        inside = (rounded[:, 0] < width) & (rounded[:, 2] > 0)
+        inside &= (rounded[:, 1] < height) & (rounded[:, 3] > 0)
         if not inside.any():
             raise MieInputError(
-                f"All region boxes {region_boxes.tolist()} lie outside the {width} x {height} frames of "
+                f"All region boxes {rounded.tolist()} lie outside the {width} x {height} frames of "
                 f"{info['source']}; check that landmarks / boxes are in pixels of these frames."
             )
         if not inside.all():
             names = [n for n, ok in zip(self.region_names, inside) if not ok]
             info["notes"].append(f"Regions {names} lie outside the frame; their crops are black.")
-        info["region_boxes"] = region_boxes
+        info["region_boxes"] = rounded
+        info["region_boxes_exact"] = np.asarray(region_boxes, np.float64)
 
-    def _stream(self, reader: ClipReader, given, opts: dict, info: dict):
-        """Decode a clip keeping only the face area of each frame: ((T, h, w, C) stack, (x, y) offset).
+    # -- following the face ----------------------------------------------------------------
+    def _follow(self, frames, given: dict, frame_size, channel_order: str, opts: dict, info: dict) -> dict:
+        """Decode from the reference frame to the end, following the face; keep what cropping needs.
 
-        Frames before the landmarks are known (at most `landmark_search_frames`) are held whole;
-        after that only the union of the region boxes is copied out of each decoded frame, so a
-        long or high-resolution clip costs memory for its face area only, and the decoder
-        reuses one frame buffer.
+        With alignment, each frame's six regions are cut right away from the frame registered
+        onto the reference (`aligned_region_crops`): only the crops are kept. Without it, only
+        the union of the boxes is copied out of each decoded frame (cut later by
+        `crop_regions`), so a long or high-resolution clip costs memory for its face area only.
+
+        Returns:
+            {"first": reference frame index, "count": frames read, "crops" or "stack"/"offset",
+             "records": per-frame `FrameTrack` (None where nothing is tracked), "aligned", "faces"}.
         """
-        pending: list[np.ndarray] = []
-        brightness: list[float] = []
-        stack = None
-        count = 0
-        union = None
-        for index, frame in enumerate(reader.iter_frames(reuse_buffer=True)):
-            if union is None:
-                frame = frame.copy()  # the decoder reuses its buffer
-                pending.append(frame)
-                if given is None:
-                    if index >= opts["landmark_search_frames"]:
-                        self._no_face(reader.source, brightness)
-                    given = self._try_detect(frame, index, reader.channel_order, opts)
-                    if given is None:
-                        brightness.append(float(frame.mean()))
-                        continue
-                self._finish_geometry(given, reader.frame_size, opts, info)
-                width, height = reader.frame_size
-                rb = info["region_boxes"]
-                union = (
-                    max(int(rb[:, 0].min()), 0),
-                    max(int(rb[:, 1].min()), 0),
-                    min(int(rb[:, 2].max()), width),
-                    min(int(rb[:, 3].max()), height),
+        first = next(frames, None)
+        if first is None:
+            raise MieInputError(f"{info['source']} has no frame from the reference on; pass a longer clip.")
+        first_index, first_frame = first
+        frames = itertools.chain([first], frames)
+        align = self.align and given["kind"] != "boxes"
+        if self.align and not align:
+            info["notes"].append("Not aligned: boxes were given, and alignment needs landmarks.")
+        landmarker = tracker = None
+        try:
+            if given["kind"] == "detector" or align:
+                if given["kind"] == "detector":
+                    landmarker = MieFaceLandmarker(
+                        self._face_landmarker_path, detect_max_side=opts["detect_max_side"], running_mode="video"
+                    )
+                points = given["points"] if given["points"] is not None else given["dlib68"]
+                check = None
+                if landmarker is not None:
+                    def check(index, rgb):  # frames where the keyframes around them disagree
+                        return self.detect_faces(rgb, frame_index=index, detect_max_side=opts["detect_max_side"])
+                tracker = FaceTracker(
+                    first_frame, points, given.get("pose"), landmarker, check=check,
+                    align=align, landmark_every=opts["landmark_every"], max_head_turn=self.max_head_turn,
+                    fps=info["fps"], channel_order=channel_order,
                 )
-                capacity = min(max(reader.num_frames or 64, len(pending)), reader.limits.max_frames)
-                ux0, uy0, ux1, uy1 = union
-                stack = np.empty((capacity, uy1 - uy0, ux1 - ux0, frame.shape[2]), np.uint8)
-                for held in pending:
-                    stack[count] = held[uy0:uy1, ux0:ux1]
-                    count += 1
-                pending = []
+                followed = tracker.run(frames)
+            else:
+                followed = ((index, frame, None) for index, frame in frames)
+            if align:
+                out = self._collect_aligned(followed, info, channel_order)
+            else:
+                out = self._collect_union(followed, frame_size, info)
+            if tracker is not None:
+                tracker.finish()
+        finally:
+            if landmarker is not None:
+                landmarker.close()
+        out.update(first=first_index, aligned=align, faces=tracker.max_faces if tracker else 0)
+        return out
+
+    def _collect_aligned(self, followed, info: dict, channel_order: str) -> dict:
+        boxes = info["region_boxes_exact"]
+        crops = _Rows((len(self.regions), self.num_channels, *self.crop_size))
+        records = []
+        for _, frame, record in followed:
+            row = crops.next_row()
+            if record.present:
+                aligned_region_crops(
+                    frame, record.transform, boxes, self.region_crop_sizes, self.num_channels, channel_order, out=row
+                )
+            else:
+                row[:] = 0
+            records.append(record)
+        return {"crops": crops.array(), "records": records, "count": len(records)}
+
+    def _collect_union(self, followed, frame_size, info: dict) -> dict:
+        width, height = frame_size
+        rb = info["region_boxes"]
+        x0, y0 = max(int(rb[:, 0].min()), 0), max(int(rb[:, 1].min()), 0)
+        x1, y1 = min(int(rb[:, 2].max()), width), min(int(rb[:, 3].max()), height)
+        stack, records = None, []
+        for _, frame, record in followed:
+            if stack is None:
+                stack = _Rows((y1 - y0, x1 - x0, frame.shape[2]))
+            stack.next_row()[:] = frame[y0:y1, x0:x1]
+            records.append(record)
+        return {
+            "stack": stack.array(),
+            "offset": (x0, y0),
+            "records": records if records and records[0] is not None else None,
+            "count": len(records),
+        }
+
+    # -- sampling and cropping ---------------------------------------------------------------
+    def _sample(self, followed: dict, opts: dict, info: dict) -> dict:
+        """Choose the output frames over the face's span, crop them, and summarise the track."""
+        first, count, records = followed["first"], followed["count"], followed["records"]
+        present = np.ones(count, bool) if records is None else np.array([r.present for r in records])
+        num_source = first + count
+        if num_source < opts["min_frames"]:
+            raise self._too_short(info["source"], num_source, opts)
+        span = int(np.flatnonzero(present).max()) + 1 if present.any() else 1
+        usable = int(present[:span].sum())
+        if usable < opts["min_frames"]:
+            raise self._too_few_usable(info, first, present, records, opts)
+        local = frame_positions(span, opts["frame_sampling"], opts["num_frames"], opts["max_frames"])
+        if opts["frame_sampling"] == "all" and span > opts["max_frames"]:
+            info["notes"].append(
+                f"{span} frames, above max_frames={opts['max_frames']}: sampled uniformly to {opts['max_frames']}."
+            )
+        low = np.floor(local).astype(np.int64)
+        high = np.minimum(low + 1, span - 1)
+        interpolate = opts["frame_sampling"] == "interpolate"
+        # a blended frame needs the face in both frames it blends (an exact position, only in its own)
+        face_present = present[low] & (present[high] | (local == low)) if interpolate else present[low]
+        crop = self._cropper(followed, info)
+        if interpolate:
+            needed, inverse = np.unique(np.concatenate([low, high]), return_inverse=True)
+            crops = crop(needed).astype(np.float32)
+            weight = (local - low).astype(np.float32)[:, None, None, None, None]
+            a, b = crops[inverse[: len(low)]], crops[inverse[len(low) :]]
+            crops = a + (b - a) * weight  # (T', R, C, H, W) float in [0, 255]
+        else:
+            crops = crop(low)
+        crops[~face_present] = 0
+        track = self._track_summary(records, first, span, present, followed, info)
+        transform, motion, turn, residual = self._per_frame_motion(records, low, info)
+        return {
+            "crops": crops,
+            "positions": first + local,
+            "face_present": face_present,
+            "alignment_transform": transform,
+            "head_motion": motion,
+            "head_turn": turn,
+            "alignment_residual": residual,
+            "face_span": (first, first + span - 1),
+            "face_track": track,
+            "region_boxes": info["region_boxes"],
+            "face_box": info["face_box"],
+            "points": info["points"],
+            "dlib68": info["dlib68"],
+            "landmark_frame": info["landmark_frame"],
+            "num_faces": max(info["num_faces"], followed["faces"]) if info["num_faces"] >= 0 else -1,
+            "landmark_source": info["landmark_source"],
+            "num_source_frames": num_source,
+        }
+
+    def _cropper(self, followed: dict, info: dict):
+        """indices into the followed frames -> their (n, R, C, H, W) uint8 crops."""
+        if followed["aligned"]:
+            return lambda indices: followed["crops"][indices]  # cut frame by frame while following
+        x, y = followed["offset"]
+        boxes = info["region_boxes"] - np.array([x, y, x, y])
+        stack, count = followed["stack"], followed["count"]
+
+        def crop(indices: np.ndarray) -> np.ndarray:
+            every = len(indices) == count and bool((indices == np.arange(count)).all())
+            return crop_regions(
+                stack, boxes, self.region_crop_sizes, self.crop_size, self.num_channels, info["channel_order"],
+                frame_indices=None if every else indices,
+            )
+
+        return crop
+
+    def _per_frame_motion(self, records, indices: np.ndarray, info: dict):
+        """transform (T', 2, 3), head_motion (T', 4), head_turn (T',), alignment_residual (T',)
+        of the output frames (NaN where not known)."""
+        count = len(indices)
+        transform = np.full((count, 2, 3), np.nan, np.float32)
+        motion = np.full((count, 4), np.nan, np.float32)
+        turn = np.full(count, np.nan, np.float32)
+        residual = np.full(count, np.nan, np.float32)
+        if records is None:
+            return transform, motion, turn, residual
+        centre = self._rigid_centre(info)
+        for out, index in enumerate(indices):
+            record = records[int(index)]
+            turn[out] = record.turn
+            if not record.present:
                 continue
-            if count == stack.shape[0]:
-                stack = np.concatenate([stack, np.empty_like(stack)])
-            stack[count] = frame[union[1] : union[3], union[0] : union[2]]
-            count += 1
-        if union is None:  # the clip ended before a face was found
-            self._no_face(reader.source, brightness)
-        return stack[:count], (union[0], union[1])
+            transform[out] = record.transform
+            head = invert(record.transform)  # reference px -> this frame's px: how the head moved
+            _, _, angle, scale = similarity_params(head)
+            dx, dy = apply_affine(head, centre[None])[0] - centre
+            motion[out] = (dx, dy, angle, scale)
+            residual[out] = record.residual
+        return transform, motion, turn, residual
+
+    def _track_summary(self, records, first: int, span: int, present: np.ndarray, followed: dict, info: dict) -> dict:
+        """The clip's face track in a few numbers and one line for people (also added to the notes)."""
+        fps = info["fps"]
+
+        def when(index: int) -> str:
+            return f"{index / fps:.2f} s" if fps else f"frame {index}"
+
+        lost = []
+        if records is not None:
+            start = None
+            for position, record in enumerate(records + [None]):
+                is_lost = record is not None and not record.present
+                if is_lost and start is None:
+                    start, why = position, record.why
+                elif not is_lost and start is not None:
+                    lost.append([first + start, first + position - 1, why])
+                    start = None
+        moved = [r for r in (records or []) if r.present]
+        turns = [r.turn for r in (records or []) if math.isfinite(r.turn)]
+        max_turn = float(max(turns)) if turns else float("nan")
+        centre = self._rigid_centre(info)
+        max_rotation = max_shift = float("nan")
+        if moved and centre is not None:
+            heads = [invert(r.transform) for r in moved]  # reference px -> frame px: the head's motion
+            max_rotation = max(abs(similarity_params(h)[2]) for h in heads)
+            max_shift = max(float(np.hypot(*(apply_affine(h, centre[None])[0] - centre))) for h in heads)
+        parts = [f"face found from {when(first)}" if first > 0 else "face from the first frame"]
+        for a, b, why in lost:
+            to = "to the end" if b == first + len(present) - 1 else f"to {when(b)}"
+            parts.append(f"lost from {when(a)} {to} ({why})")
+        if math.isfinite(max_turn):
+            parts.append(f"head turned up to {max_turn:.0f} deg")
+        if math.isfinite(max_rotation):
+            parts.append(f"moved up to {max_shift:.0f} px, tilted up to {max_rotation:.0f} deg")
+        parts.append("aligned" if followed["aligned"] else "not aligned")
+        faces = max(info["num_faces"], followed["faces"])
+        if faces > 1:
+            parts.append(f"{faces} faces seen, the largest followed")
+        summary = "; ".join(parts)
+        return {
+            "summary": summary,
+            "aligned": bool(followed["aligned"]),
+            "faces_seen": int(faces),
+            "lost": lost,
+            "max_turn": max_turn,
+            "max_rotation": max_rotation,
+            "max_shift": max_shift,
+            "usable_frames": int(present[:span].sum()),
+        }
+
+    @staticmethod
+    def _rigid_centre(info: dict) -> np.ndarray | None:
+        """Centre of the reference face's rigid points, px (None for given boxes)."""
+        points = info["points"] if info["points"] is not None else info["dlib68"]
+        return None if points is None else rigid_points(np.asarray(points, np.float64)).mean(axis=0)
+
+    def _too_few_usable(self, info: dict, first: int, present: np.ndarray, records, opts: dict) -> MieInputError:
+        fps = info["fps"]
+
+        def when(index: int) -> str:
+            return f"frame {index}" + (f" ({index / fps:.2f} s)" if fps else "")
+
+        usable = np.flatnonzero(present)
+        whys = sorted({r.why for r in records or [] if not r.present})
+        where = (
+            f"only in {len(usable)} frame(s), from {when(first + int(usable.min()))} to {when(first + int(usable.max()))}"
+            if len(usable) else "nowhere"
+        )
+        return MieInputError(
+            f"The face in {info['source']} is usable {where} (elsewhere: {', '.join(whys) or 'no face'}); at least "
+            f"{opts['min_frames']} frames are needed. Use a clip in which the face stays in view, facing the camera "
+            "and unobstructed, for the length of the expression."
+        )
 
     # -- batch -----------------------------------------------------------------------------
     def _assemble(self, results: list[dict], opts: dict) -> dict:
@@ -932,21 +1334,38 @@ class MieProcessor(BaseImageProcessor):
                 if crops.dtype != np.uint8:  # interpolated frames
                     crops = np.clip(crops + 0.5, 0, 255).astype(np.uint8)
                 pixel_values[i, : len(crops)] = crops
-        frame_mask = np.zeros((batch, length), bool)
+        face_present = np.zeros((batch, length), bool)
         positions = np.full((batch, length), -1.0, np.float32)
         nan = np.float32("nan")
+        transform = np.full((batch, length, 2, 3), nan, np.float32)
+        motion = np.full((batch, length, 4), nan, np.float32)
+        turn = np.full((batch, length), nan, np.float32)
+        residual = np.full((batch, length), nan, np.float32)
         points = np.full((batch, 478, 2), nan, np.float32)
         dlib68 = np.full((batch, 68, 2), nan, np.float32)
         for i, r in enumerate(results):
-            frame_mask[i, : len(r["positions"])] = True
-            positions[i, : len(r["positions"])] = r["positions"]
+            n = len(r["positions"])
+            face_present[i, :n] = r["face_present"]
+            positions[i, :n] = r["positions"]
+            transform[i, :n] = r["alignment_transform"]
+            motion[i, :n] = r["head_motion"]
+            turn[i, :n] = r["head_turn"]
+            residual[i, :n] = r["alignment_residual"]
             if r["points"] is not None:
                 points[i] = r["points"]
             if r["dlib68"] is not None:
                 dlib68[i] = r["dlib68"]
         return {
             "pixel_values": pixel_values,
-            "frame_mask": frame_mask,
+            # the model reads real frames with the face present; padding and lost frames are skipped
+            "frame_mask": face_present.copy(),
+            "face_present": face_present,
+            "alignment_transform": transform,
+            "head_motion": motion,
+            "head_turn": turn,
+            "alignment_residual": residual,
+            "face_span": np.array([r["face_span"] for r in results], np.int64),
+            "face_track": [r["face_track"] for r in results],
             "region_boxes": np.stack([r["region_boxes"] for r in results]).astype(np.int64),
             "face_boxes": np.stack([r["face_box"] for r in results]).astype(np.float32),
             "landmarks": points,
@@ -982,6 +1401,8 @@ def _geometry_config(geometry: dict) -> MieConfig:
             crop_scale=geometry["crop_scale"],
             face_box_landmarks=geometry["face_box_landmarks"],
             num_channels=geometry["num_channels"],
+            align=geometry["align"],
+            max_head_turn=geometry["max_head_turn"],
         )
     except (TypeError, KeyError) as err:
         raise ValueError(f"Invalid processor geometry {geometry}: {err}") from err
