@@ -58,9 +58,21 @@ _ITERATIONS = 8  # at most, per pyramid level (half size, full size)
 _CONVERGED = 0.05  # px: a step this small ends a level
 _DIVERGED = 0.5  # px: a full-size level whose last step is still this large restarts from half size
 _NOISE_GREY = 2.0  # grey levels: the floor of the residuals' robust scale
+# Tukey's constant, in robust scales: pixels whose residual exceeds it get no weight. 3 rather than
+# the textbook 4.685: skin that an expression drags along (the lateral lids under AU1+2, the
+# glabella under AU4) moves the registration less (synthetic clips, head still: at most 0.73 px
+# with 3, 1.04 px with 4.685, over every AU set of the plan).
+_TUKEY = 3.0
 _MIN_INSIDE = 0.7  # share of the mask that must land inside the current canvas
 _AGREE_GREY = 12.0  # grey levels: a masked pixel this close to the (gain-corrected) template agrees
 _MIN_AGREEMENT = 0.5  # share of the mask that must agree for a registration
+# The rigid skin the registration reads: discs around the eye corners and the upper nose bridge
+# (MediaPipe 168, 6, 197; dlib 27, 28), not the lower bridge and tip. The tip moves with AU9 and
+# AU10 (the alae rise, the bridge skin bunches): on synthetic clips of the head-motion plan, with
+# the head held still, a mask with the tip let a 9+10 expression shift the registration by 1.2 px
+# and 4+9 by 0.85 px; without it, every AU set of the plan moves it by at most 0.4 px (AU5's
+# lids; `bench/alignment.py`). The landmarks' own fit keeps the tip, where a turn shows.
+_MASK_POINTS = {478: (33, 133, 362, 263, 168, 6, 197), 68: (36, 39, 42, 45, 27, 28)}
 # The outlines of the eye openings, left out of the rigid mask: MediaPipe's eye contours, or dlib's.
 _EYE_CONTOURS = {
     478: (
@@ -450,7 +462,8 @@ class RigidRegistration:
         self.canvas = np.array([[k, 0, side / 2 - k * centre[0]], [0, k, side / 2 - k * centre[1]]])
         template = self._prepare(warp_to_canvas(reference_frame, self.canvas, self.size, channel_order))
         mask = np.zeros((side, side), np.uint8)
-        for x, y in apply_affine(self.canvas, self.rigid):
+        anchors = points[list(_MASK_POINTS[len(points)])]
+        for x, y in apply_affine(self.canvas, anchors):
             cv2.circle(mask, (int(round(x - 0.5)), int(round(y - 0.5))), int(round(_DISC * REGISTRATION_IOD)), 255, -1)
         eyes = np.zeros_like(mask)
         for contour in _EYE_CONTOURS[len(points)]:
@@ -543,7 +556,7 @@ class _Level:
             residual = sampled - (gain * self.values + offset)
             magnitude = np.abs(residual)
             scale = max(1.4826 * float(np.median(magnitude[inside])), _NOISE_GREY)
-            u = magnitude / (4.685 * scale)
+            u = magnitude / (_TUKEY * scale)
             weights = np.where((u < 1) & inside, (1 - u * u) ** 2, 0.0)
             agreement = float(np.count_nonzero(inside & (magnitude < _AGREE_GREY))) / len(weights)
             columns[:4] = gain
