@@ -1700,7 +1700,7 @@ def region_boxes(dlib68: np.ndarray, config=None) -> np.ndarray:
     pictures and tests measure exactly the crops the model sees.
     """
     from .configuration_mie import MieConfig
-    from .processing_mie import face_box_from_landmarks, region_boxes_from_face_box
+    from .regions import face_box_from_landmarks, region_boxes_from_face_box
 
     config = config or MieConfig()
     face_box = face_box_from_landmarks(np.asarray(dlib68, np.float64), config.face_box_landmarks)

@@ -846,6 +846,92 @@ def _disagreement(transform: np.ndarray, other: np.ndarray, rigid: np.ndarray, i
     return float(np.median(np.linalg.norm(apply_affine(transform, points) - rigid, axis=1))) / iod
 
 
+# ------------------------------------------------------------------------------ reports
+def head_motion(transform: np.ndarray, centre: np.ndarray) -> tuple[float, float, float, float]:
+    """How the head moved, from a frame -> reference `transform`: (dx, dy) of `centre` (px, the
+    reference's rigid points' centre), in-plane rotation (deg, counter-clockwise as seen), scale."""
+    head = invert(transform)  # reference px -> the frame's px
+    _, _, angle, scale = similarity_params(head)
+    dx, dy = apply_affine(head, centre[None])[0] - centre
+    return float(dx), float(dy), angle, scale
+
+
+def frame_motion(records: list[FrameTrack] | None, indices: np.ndarray, count: int, centre: np.ndarray | None):
+    """Per output frame (`indices` into `records`): transform (count, 2, 3), head motion (count, 4),
+    turn (count,) and residual (count,), float32, NaN where not known (no records, face lost)."""
+    transform = np.full((count, 2, 3), np.nan, np.float32)
+    motion = np.full((count, 4), np.nan, np.float32)
+    turn = np.full(count, np.nan, np.float32)
+    residual = np.full(count, np.nan, np.float32)
+    for out, index in enumerate(indices if records is not None else []):
+        record = records[int(index)]
+        turn[out] = record.turn
+        if record.present:
+            transform[out] = record.transform
+            motion[out] = head_motion(record.transform, centre) if centre is not None else np.nan
+            residual[out] = record.residual
+    return transform, motion, turn, residual
+
+
+def track_report(
+    records: list[FrameTrack] | None, first: int, last: int, fps: float | None, aligned: bool, faces: int,
+    centre: np.ndarray | None,
+) -> dict:
+    """A clip's face track in a few numbers and one line for people.
+
+    Args:
+        records: one `FrameTrack` per frame from the reference (`first`) on, or None (nothing was
+            followed: boxes given).
+        first, last: source indices of the reference frame and of the clip's last frame.
+        fps: frame rate for times (None: frame numbers).
+        aligned: whether the frames were aligned; faces: most faces seen in one frame.
+        centre: the reference's rigid points' centre, px, for the shift (None: not reported).
+
+    Returns:
+        {"summary", "aligned", "faces_seen", "lost" ([first, last, why] source-frame runs without a
+        usable face), "max_turn", "max_rotation" (deg), "max_shift" (px)}.
+    """
+
+    def when(index: int) -> str:
+        return f"{index / fps:.2f} s" if fps else f"frame {index}"
+
+    records = records or []
+    lost, start, why = [], None, ""
+    for position, record in enumerate(records + [None]):
+        is_lost = record is not None and not record.present
+        if is_lost and start is None:
+            start, why = position, record.why
+        elif not is_lost and start is not None:
+            lost.append([first + start, first + position - 1, why])
+            start = None
+    turns = [r.turn for r in records if math.isfinite(r.turn)]
+    max_turn = float(max(turns)) if turns else float("nan")
+    max_rotation = max_shift = float("nan")
+    moved = [head_motion(r.transform, centre) for r in records if r.present] if centre is not None else []
+    if moved:
+        max_rotation = max(abs(m[2]) for m in moved)
+        max_shift = max(math.hypot(m[0], m[1]) for m in moved)
+    parts = [f"face found from {when(first)}" if first > 0 else "face from the first frame"]
+    for a, b, reason in lost:
+        parts.append(f"lost from {when(a)} {'to the end' if b == last else f'to {when(b)}'} ({reason})")
+    if math.isfinite(max_turn):
+        parts.append(f"head turned up to {max_turn:.0f} deg")
+    if moved:
+        parts.append(f"moved up to {max_shift:.0f} px, tilted up to {max_rotation:.0f} deg")
+    parts.append("aligned" if aligned else "not aligned")
+    if faces > 1:
+        parts.append(f"{faces} faces seen, the largest followed")
+    return {
+        "summary": "; ".join(parts),
+        "aligned": bool(aligned),
+        "faces_seen": int(faces),
+        "lost": lost,
+        "max_turn": max_turn,
+        "max_rotation": max_rotation,
+        "max_shift": max_shift,
+    }
+
+
 __all__ = [
     "FaceTracker",
     "FrameTrack",
@@ -860,10 +946,13 @@ __all__ = [
     "eye_distance",
     "find_reference",
     "fit_similarity",
+    "frame_motion",
+    "head_motion",
     "fit_similarity_robust",
     "invert",
     "rigid_points",
     "similarity_params",
     "to_pixel_centres",
+    "track_report",
     "warp_to_canvas",
 ]

@@ -551,7 +551,7 @@ def test_remote_code_loads_without_the_package(tmp_path):
     config = MieConfig.from_preset("fast")
     folder = _save_folder(tmp_path / "model", config, num_frames=3, frame_sampling="interpolate")
     names = {p.name for p in folder.iterdir()}
-    assert {"processing_mie.py", "configuration_mie.py", "video.py", "landmarks.py", "tracking.py", "errors.py"} <= names
+    assert {"processing_mie.py", "configuration_mie.py", "video.py", "landmarks.py", "tracking.py", "regions.py", "errors.py"} <= names
     assert "modeling_mie.py" not in names  # the processor never imports the model
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH="")
