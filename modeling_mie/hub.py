@@ -104,6 +104,8 @@ def _config_summary(config: Any) -> dict:
         "fusion_hidden_size": values.get("fusion_hidden_size"),
         "input_mode": values.get("input_mode", "frames"),
         "standardize_features": bool(values.get("standardize_features", False)),
+        "align": bool(values.get("align", False)),
+        "max_head_turn": values.get("max_head_turn", 20.0),
     }
 
 
