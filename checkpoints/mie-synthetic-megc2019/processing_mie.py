@@ -11,7 +11,6 @@ import time
 from typing import Any, TypedDict
 
 import numpy as np
-import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from .configuration_mie import MieConfig
