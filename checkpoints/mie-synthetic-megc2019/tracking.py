@@ -1,27 +1,27 @@
 """Following one face through a clip: where it first appears, its rigid head motion, when it is usable.
 
 Real recordings are not the databases' still heads: faces appear after the first frames, leave,
-turn and nod. This module finds the first frame with a usable face (the reference), then follows
-that face frame by frame and gives, per frame, the similarity transform (rotation, translation,
-uniform scale) that maps the frame onto the reference frame, fitted only on points an
-expression does not move (eye corners, nose bridge and tip), plus whether the face is usable
-there at all (found, not turned too far, its rigid points trackable).
+turn and nod. This module finds the first frame with a usable face (the reference,
+`find_reference`), then follows that face frame by frame (`FaceTracker`) and gives, per frame,
+the similarity transform (rotation, translation, uniform scale) that maps the frame onto the
+reference frame, and whether the face is usable there at all (found, the same face, not turned
+too far, its rigid skin in view).
 
-How a frame is registered (DESIGN.md section 4):
+How a frame is registered (`RigidRegistration`; docs/method.md): the reference face is drawn into
+a small canvas (the eyes `REGISTRATION_IOD` px apart) and a mask of rigid skin is kept: discs
+around the eye corners and the upper nose bridge, without the eye openings. Each frame is warped
+into that canvas with the transform predicted from the frames before, and a similarity plus a
+brightness gain and offset is solved by direct image alignment over the masked pixels
+(inverse-compositional Lucas-Kanade; Tukey's biweight sets aside what an expression or a shadow
+changes). Registering against the reference, never frame to frame, means no drift; every
+textured pixel votes, so there is no landmark jitter.
 
-1. The reference face is drawn into a small registration canvas (the eyes `REGISTRATION_IOD`
-   px apart), and corners with texture are picked inside discs around the rigid points.
-2. Each frame is warped into that canvas with the previous frame's transform, and pyramidal
-   Lucas-Kanade finds where each reference corner went, checked forwards and backwards.
-3. A similarity transform is fitted to the corners robustly (Tukey's biweight, so a lid that
-   blinks or a nostril that flares is voted down) and composed with the prediction.
-
-Registering against the reference appearance, never frame to frame, means no drift. Every
-`landmark_every` frames MediaPipe's face landmarker (video mode, on a worker thread so that it
-runs beside decoding) checks that the face is there and which one it is, how far it turned
-from the reference (its facial transformation matrix), and that the registration agrees with
-its landmarks; where they disagree the landmarks re-seed the registration. Measured on this
-project's 2-core machine: MediaPipe costs about 10 ms a frame, a registration about 0.6 ms.
+Every `landmark_every` frames MediaPipe's face landmarker (video mode, on a worker thread so that
+it runs beside decoding) checks that the face is there and which one it is, how far it turned
+from the reference (its facial transformation matrix), and that the registration agrees with its
+rigid landmarks (eye corners, nose bridge and tip); where they disagree the landmarks re-seed the
+registration, and a turned face is aligned by them. Measured on this project's 2-core machine:
+MediaPipe costs 10-12 ms a frame, a registration about 1.5 ms.
 """
 
 from __future__ import annotations
