@@ -491,7 +491,7 @@ class MieDemo:
         probabilities = {k: float(v) for k, v in explanation.probabilities_dict().items()}
         predicted = explanation.label_names[explanation.predicted]
         top = max(range(len(names)), key=lambda i: importance[i])
-        duration = f"{source_frames / fps:.2f} s at {fps:g} fps" if has_fps else "frame rate unknown"
+        duration = f"{source_frames / fps:.2f} s at {fps:.4g} fps" if has_fps else "frame rate unknown"
         summary = (
             f"**{predicted}** ({probabilities[predicted]:.0%}); most evidence from the "
             f"**{pretty_region(names[top])}** ({importance[top]:.0%}). Read {source_frames} frames "
