@@ -2,16 +2,19 @@
 
 Writes a clip of NASA's public-domain astronaut portrait whose head moves (in-plane rotation up
 to 6 deg, translation up to 24 px, scale up to 5 %, on slow waves) to a temporary mp4, builds
-one `MieProcessor` per setting (the fast preset with `align` on, and the same with it off;
-landmarker loaded and warmed up once, as in the app or a cache build), then times whole
-`processor(path, return_tensors="pt")` calls, alternating the two settings so that both see
-the same machine load. Prints one line per repetition and, last:
+one `MieProcessor` per setting (the fast preset with `align` on, the same with it off, and the
+flow preset: aligned, DIS optical flow crops; landmarker loaded and warmed up once, as in the app
+or a cache build), then times whole `processor(path, return_tensors="pt")` calls, alternating
+the settings so that all see the same machine load. Prints one line per repetition and, last:
 
     frames_per_s_align=<a> frames_per_s_no_align=<b> align_cost=<a/b> clip_ms_align=<ms> landmark_every=<k>
+    frames_per_s_flow=<f> flow_ms_per_frame=<ms>
 
 frames_per_s is the clip's frames over the median time of the whole pipeline; clip_ms_align
-that median for the aligned run. Targets (the real-footage issue): frames_per_s_align >= 250
-and a 200-frame clip ready in under 1 s, on this project's 2-core machine.
+that median for the aligned run; flow_ms_per_frame what the flow preset adds to the aligned grey
+crops, per frame. Targets: frames_per_s_align >= 250 and a 200-frame clip ready in under 1 s
+(the real-footage issue); flow adds at most 5 ms per frame (the motion-input issue); on this
+project's 2-core machine.
 
 Usage: python bench/preprocess.py [--frames 200] [--repeats 5] [--landmark-every 4] [--rgb]
 """
@@ -78,6 +81,7 @@ def main() -> None:
         name: MieProcessor.from_config(MieConfig.from_preset("fast", align=align, num_channels=3 if args.rgb else 1), **options)
         for name, align in (("align", True), ("no_align", False))
     }
+    processors["flow"] = MieProcessor.from_config(MieConfig.from_preset("flow"), **options)
     every = processors["align"].landmark_every
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,6 +116,10 @@ def main() -> None:
         f"frames_per_s_align={fps_align:.0f} frames_per_s_no_align={fps_plain:.0f} "
         f"align_cost={median['align'] / median['no_align']:.2f} clip_ms_align={1e3 * median['align']:.0f} "
         f"landmark_every={every}"
+    )
+    print(
+        f"frames_per_s_flow={args.frames / median['flow']:.0f} "
+        f"flow_ms_per_frame={1e3 * (median['flow'] - median['align']) / args.frames:.2f}"
     )
 
 

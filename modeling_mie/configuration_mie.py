@@ -75,7 +75,7 @@ DEFAULT_FACE_BOX_LANDMARKS: dict = {"left": [17], "right": [26], "top": [18, 25]
 
 DEFAULT_ID2LABEL: dict = {0: "negative", 1: "positive", 2: "surprise"}
 
-INPUT_MODES = ("frames", "onset_difference")
+INPUT_MODES = ("frames", "onset_difference", "flow")
 
 # Values that differ from the paper in the "fast" preset, with the reason for each.
 FAST_PRESET: dict = {
@@ -104,7 +104,11 @@ FAST_PRESET: dict = {
     "align": True,
 }
 
-PRESETS: dict[str, dict] = {"paper": {}, "fast": FAST_PRESET}
+# The fast preset reading motion instead of grey levels: dense optical flow from the reference
+# frame, three channels (u, v, magnitude) per region (docs/method.md, "Motion input").
+FLOW_PRESET: dict = {**FAST_PRESET, "input_mode": "flow", "num_channels": 3}
+
+PRESETS: dict[str, dict] = {"paper": {}, "fast": FAST_PRESET, "flow": FLOW_PRESET}
 
 
 class MieConfig(PretrainedConfig):
@@ -131,7 +135,8 @@ class MieConfig(PretrainedConfig):
             dlib-68 indices whose extreme gives each side of the face box: keys `left`, `right`,
             `top`, `bottom`, each a list of indices.
         num_channels (`int`, *optional*, defaults to 1):
-            Input channels of the crops: 1 (grey, the default; SAMM is greyscale) or 3 (RGB).
+            Input channels of the crops: 1 (grey, the default; SAMM is greyscale) or 3 (RGB; with
+            `input_mode="flow"`, u, v and magnitude).
         align (`bool`, *optional*, defaults to `False`):
             Map every frame onto the reference frame (the first with a usable face) by a
             similarity transform fitted on rigid points (eye corners, nose bridge and tip) before
@@ -144,9 +149,12 @@ class MieConfig(PretrainedConfig):
             not usable (`face_present` False): a similarity transform cannot undo such a turn.
         input_mode (`str`, *optional*, defaults to `"frames"`):
             What the region CNNs see of each frame: `"frames"`, the crops as they are (the paper),
-            or `"onset_difference"`, each crop minus the same region's crop in the clip's first
-            frame (values in [-1, 1]). The difference cancels the person's appearance and leaves
-            the movement; see `FAST_PRESET` for the measured effect.
+            `"onset_difference"`, each crop minus the same region's crop in the clip's first
+            frame (values in [-1, 1]; the difference cancels the person's appearance and leaves
+            the movement; see `FAST_PRESET` for the measured effect), or `"flow"`, dense optical
+            flow from the reference frame to each frame on the face canvas, divided by the clip's
+            peak, as three channels u, v, magnitude (`modeling_mie.flow`; needs
+            `num_channels=3`).
         conv1_filters (`int`, *optional*, defaults to 4):
             Filters of the first convolution of each region CNN.
         conv1_kernel_size (`int`, *optional*, defaults to 5):
@@ -290,6 +298,11 @@ class MieConfig(PretrainedConfig):
             region.setdefault("action_units", [])
         if self.input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {list(INPUT_MODES)}, got {self.input_mode!r}.")
+        if self.input_mode == "flow" and self.num_channels != 3:
+            raise ValueError(
+                f"input_mode='flow' gives three channels per region (u, v, magnitude); set num_channels=3, "
+                f"got {self.num_channels}."
+            )
         if self.num_channels not in (1, 3):
             raise ValueError(f"num_channels must be 1 (grey) or 3 (RGB), got {self.num_channels}.")
         if not isinstance(self.align, bool):

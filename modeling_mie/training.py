@@ -106,6 +106,8 @@ TRAINING_PRESETS: dict[str, TrainingSchedule] = {
         num_frames=32,
     ),
 }
+# The flow preset is the fast model reading optical flow: trained the same way, so the two compare.
+TRAINING_PRESETS["flow"] = TRAINING_PRESETS["fast"]
 
 
 @dataclass

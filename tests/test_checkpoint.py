@@ -36,7 +36,7 @@ def test_its_card_says_synthetic_and_carries_the_loso_figures():
         assert figures[(name, "uar")] == pytest.approx(scores[name]["uar"], abs=1e-4)
 
 
-@pytest.mark.parametrize("name", ["configuration_mie.py", "modeling_mie.py", "processing_mie.py", "landmarks.py", "tracking.py", "regions.py", "video.py", "errors.py"])
+@pytest.mark.parametrize("name", ["configuration_mie.py", "modeling_mie.py", "processing_mie.py", "landmarks.py", "tracking.py", "regions.py", "flow.py", "video.py", "errors.py"])
 def test_remote_code_files_are_the_packages(name):
     """Without the package, trust_remote_code runs these copies: they must not drift."""
     shipped = (BUNDLED / name).read_bytes()

@@ -12,6 +12,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_mie import MieConfig
+from .flow import decode_flow
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -113,10 +114,14 @@ def region_cnn_input(
     (B, T) bool marks the real frames; the first True frame of each clip is its onset (a clip
     may start with a hole). Without a mask, frame 0 is the onset.
     "frames" returns the crops unchanged; "onset_difference" subtracts each clip's onset frame
-    (frames that are not real get garbage, which the model never reads).
+    (frames that are not real get garbage, which the model never reads); "flow" decodes the
+    processor's flow codes (already relative to the reference frame) into normalised flow
+    (`modeling_mie.flow.decode_flow`).
     """
     if config.input_mode == "frames":
         return pixel_values
+    if config.input_mode == "flow":
+        return decode_flow(pixel_values)
     if first is not None:
         return pixel_values - first
     if frame_mask is None:

@@ -15,6 +15,7 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from .configuration_mie import MieConfig
 from .errors import MieInputError
+from .flow import FaceFlow, encode_flow, flow_peak, reference_to_canvas
 from .landmarks import (
     DEFAULT_DETECT_MAX_SIDE,
     MEDIAPIPE_TO_DLIB68,
@@ -25,7 +26,9 @@ from .landmarks import (
     turn_between,
 )
 from .regions import aligned_region_crops, crop_regions, face_box_from_landmarks, region_boxes_from_face_box, round_boxes
-from .tracking import FaceTracker, NoUsableFace, find_reference, frame_motion, rigid_points, track_report
+from .tracking import (
+    FaceTracker, NoUsableFace, apply_affine, find_reference, frame_motion, rigid_points, track_report
+)
 from .video import Clip, VideoLimits, is_image_path, open_clip
 
 logger = logging.getLogger(__name__)
@@ -33,7 +36,9 @@ logger = logging.getLogger(__name__)
 # The processor's copy of the config's region table and front end (alignment, the turn limit);
 # `from_pretrained` re-reads them from the folder's config.json so that the two cannot drift
 # (see `get_image_processor_dict`).
-GEOMETRY_KEYS = ("regions", "canvas_size", "crop_scale", "face_box_landmarks", "num_channels", "align", "max_head_turn")
+GEOMETRY_KEYS = (
+    "regions", "canvas_size", "crop_scale", "face_box_landmarks", "num_channels", "align", "max_head_turn", "flow"
+)
 FRAME_SAMPLING_MODES = ("all", "uniform", "interpolate")
 _CALL_OPTIONS = (
     "frame_sampling",
@@ -66,6 +71,7 @@ class MieProcessorKwargs(TypedDict, total=False):
     num_channels: int
     align: bool
     max_head_turn: float
+    flow: bool
     frame_sampling: str
     num_frames: int | None
     max_frames: int
@@ -84,8 +90,10 @@ class MieProcessorKwargs(TypedDict, total=False):
 # ------------------------------------------------------------------------------ geometry
 def geometry_from_config(config: MieConfig) -> dict:
     """The part of a `MieConfig` the processor needs: regions (name + box), canvas, scale, channels,
-    and the front end (`align`, `max_head_turn`)."""
-    return _normalise_geometry({key: getattr(config, key) for key in GEOMETRY_KEYS})
+    the front end (`align`, `max_head_turn`) and whether the crops are optical flow (`flow`, from
+    `input_mode="flow"`; the other input modes are the model's business)."""
+    geometry = {key: getattr(config, key) for key in GEOMETRY_KEYS if key != "flow"}
+    return _normalise_geometry({**geometry, "flow": config.input_mode == "flow"})
 
 
 def _normalise_geometry(geometry: dict) -> dict:
@@ -99,6 +107,7 @@ def _normalise_geometry(geometry: dict) -> dict:
         "num_channels": int(geometry["num_channels"]),
         "align": bool(geometry.get("align", False)),
         "max_head_turn": float(geometry.get("max_head_turn", MieConfig.max_head_turn)),
+        "flow": bool(geometry.get("flow", False)),
     }
 
 
@@ -149,10 +158,10 @@ def frame_positions(num_source: int, frame_sampling: str, num_frames: int | None
 
 
 class _Rows:
-    """A growing (n, *shape) uint8 array, doubling its capacity as rows are added."""
+    """A growing (n, *shape) array (uint8 unless told), doubling its capacity as rows are added."""
 
-    def __init__(self, shape: tuple, capacity: int = 64):
-        self._data = np.empty((capacity, *shape), np.uint8)
+    def __init__(self, shape: tuple, capacity: int = 64, dtype=np.uint8):
+        self._data = np.empty((capacity, *shape), dtype)
         self._count = 0
 
     def next_row(self) -> np.ndarray:
@@ -304,6 +313,10 @@ class MieProcessor(BaseImageProcessor):
             Register every frame onto the reference before cutting the boxes (see above).
         max_head_turn (`float`, *optional*, defaults to the config's, 20):
             Out-of-plane turn (degrees) beyond which a face is not usable.
+        flow (`bool`, *optional*, defaults to the config's: `input_mode == "flow"`):
+            Crops of dense optical flow from the reference frame (u, v, magnitude, divided by the
+            clip's peak and stored as uint8 codes; `modeling_mie.flow`) instead of pixels. Needs
+            `num_channels=3`. The peak is returned as `motion_peak`.
         min_frames (`int`, *optional*, defaults to 2):
             Fewest usable frames accepted (see the one-frame policy above).
         min_face_size (`float`, *optional*, defaults to 48):
@@ -362,6 +375,9 @@ class MieProcessor(BaseImageProcessor):
           `landmarks_dlib68`: (batch, 68, 2).
         - `landmark_frame`: (batch,) int64 the reference frame the landmarks came from (-1: given).
         - `num_faces`: (batch,) int64 most faces seen in one frame of the clip (-1: landmarks/boxes given).
+        - `motion_peak`: (batch,) float32 with `flow`, the clip's flow peak in canvas px (the
+          largest per-frame 99.5th percentile of the magnitude in the regions) that its flow was
+          divided by; NaN without `flow`.
         - `fps`: (batch,) float32 (NaN where unknown); `num_source_frames`: (batch,) int64;
           `image_sizes`: (batch, 2) int64 width, height of the source frames.
         - `frame_positions`: (batch, frames) float32 source frame of every output frame
@@ -399,6 +415,7 @@ class MieProcessor(BaseImageProcessor):
         num_channels: int | None = None,
         align: bool | None = None,
         max_head_turn: float | None = None,
+        flow: bool | None = None,
         frame_sampling: str = "all",
         num_frames: int | None = None,
         max_frames: int = 500,
@@ -429,6 +446,7 @@ class MieProcessor(BaseImageProcessor):
             "num_channels": num_channels,
             "align": align,
             "max_head_turn": max_head_turn,
+            "flow": flow,
         }
         given = {k: v for k, v in given.items() if v is not None}
         if config is not None:
@@ -874,7 +892,9 @@ class MieProcessor(BaseImageProcessor):
                 followed = tracker.run(frames)
             else:
                 followed = ((index, frame, None) for index, frame in frames)
-            if align:
+            if self.flow:
+                out = self._collect_flow(followed, info, channel_order, align)
+            elif align:
                 out = self._collect_aligned(followed, info, channel_order)
             else:
                 out = self._collect_union(followed, frame_size, info)
@@ -900,6 +920,36 @@ class MieProcessor(BaseImageProcessor):
                 row[:] = 0
             records.append(record)
         return {"crops": crops.array(), "records": records, "count": len(records)}
+
+    def _collect_flow(self, followed, info: dict, channel_order: str, align: bool) -> dict:
+        """Flow crops: each frame's face canvas (registered onto the reference when aligning)
+        against the reference's, by DIS flow; divided by the clip's peak once all are read."""
+        canvas_boxes = np.array([r["box"] for r in self.regions], np.float64)
+        to_canvas = reference_to_canvas(info["region_boxes_exact"], canvas_boxes)
+        bridge = None  # the nose bridge (dlib 27, 28), centre of the rigid patch
+        if info["dlib68"] is not None:
+            bridge = apply_affine(to_canvas, np.asarray(info["dlib68"], np.float64)[[27, 28]]).mean(axis=0)
+        flow = FaceFlow(self.canvas_size, to_canvas, canvas_boxes, self.region_crop_sizes, bridge, channel_order)
+        crops = _Rows((len(self.regions), 3, *self.crop_size), dtype=np.float16)
+        records, present, row32 = [], [], None
+        for _, frame, record in followed:
+            usable = record is None or record.present
+            transform = record.transform if (align and record is not None) else None
+            if usable:
+                row32 = flow.crops(flow.field(frame, transform), out=row32)
+                crops.next_row()[:] = row32
+            else:
+                crops.next_row()[:] = 0
+            records.append(record)
+            present.append(usable)
+        raw = crops.array()
+        peak = flow_peak(raw, np.array(present, bool), flow.region_mask()) if len(raw) else 0.0
+        return {
+            "crops": encode_flow(raw, peak),
+            "motion_peak": peak,
+            "records": records if records and records[0] is not None else None,
+            "count": len(records),
+        }
 
     def _collect_union(self, followed, frame_size, info: dict) -> dict:
         width, height = frame_size
@@ -974,11 +1024,12 @@ class MieProcessor(BaseImageProcessor):
             "num_faces": max(info["num_faces"], followed["faces"]) if info["num_faces"] >= 0 else -1,
             "landmark_source": info["landmark_source"],
             "num_source_frames": num_source,
+            "motion_peak": followed.get("motion_peak", float("nan")),
         }
 
     def _cropper(self, followed: dict, info: dict):
         """indices into the followed frames -> their (n, R, C, H, W) uint8 crops."""
-        if followed["aligned"]:
+        if "crops" in followed:
             return lambda indices: followed["crops"][indices]  # cut frame by frame while following
         x, y = followed["offset"]
         boxes = info["region_boxes"] - np.array([x, y, x, y])
@@ -1076,6 +1127,8 @@ class MieProcessor(BaseImageProcessor):
             "num_faces": np.array([r["num_faces"] for r in results], np.int64),
             "fps": np.array([r["fps"] if r["fps"] else nan for r in results], np.float32),
             "num_source_frames": np.array([r["num_source_frames"] for r in results], np.int64),
+            # flow crops: each clip's motion peak (canvas px) its flow was divided by; NaN otherwise
+            "motion_peak": np.array([r["motion_peak"] for r in results], np.float32),
             "image_sizes": np.array([r["image_size"] for r in results], np.int64),
             "frame_positions": positions,
             "landmark_source": [r["landmark_source"] for r in results],
@@ -1105,6 +1158,7 @@ def _geometry_config(geometry: dict) -> MieConfig:
             num_channels=geometry["num_channels"],
             align=geometry["align"],
             max_head_turn=geometry["max_head_turn"],
+            input_mode="flow" if geometry["flow"] else "frames",
         )
     except (TypeError, KeyError) as err:
         raise ValueError(f"Invalid processor geometry {geometry}: {err}") from err
