@@ -60,6 +60,14 @@ the expression and before flicker and sensor noise, which stay with the camera;
 `head_motion_course` gives every frame's affine from the clip's manifest record. The option
 changes no other draw of the plan.
 
+Held-out style (`style="heldout"`, `--style heldout`): the same plan drawn another way, for
+evaluating transfer to footage the model was not trained on: every action unit's displacement
+uses a compactly supported Wendland kernel of 2.2 sigma radius instead of the Gaussian (sharper,
+narrower movements), the time course rises linearly to the apex and decays exponentially instead
+of the raised cosines, and every frame is JPEG-compressed at quality 55 (SMIC frames too, before
+their BMP encoding). Use another `--seed` as well, so that no identity or clip of the training set
+recurs. Training must never see this style.
+
 Resolutions (megc2019 profile). CASME II-like: 640x480 colour, as recorded, face 250 px wide.
 SAMM-like: 1020x544 greyscale, half the real 2040x1088 (4x less disk and time); the face is 300
 px wide, the size the amplitude refers to, about what a SAMM face measures at half scale. SMIC-like:
@@ -138,6 +146,11 @@ DATABASE_FPS = {"casme2": 200, "samm": 200, "smic": 100}
 # The list's database order is the official file's (casme2, smic, samm).
 _LIST_ORDER = ("casme2", "smic", "samm")
 _JPEG_QUALITY = {"casme2": 90, "samm": 85}
+# Rendering styles: "train", the generator's own; "heldout", another kernel, time course and
+# compression, which training never sees (module docstring).
+STYLES = ("train", "heldout")
+_HELDOUT_JPEG_QUALITY = 55
+_WENDLAND_RADIUS = 2.2  # sigmas
 
 # Raw emotion -> MEGC 2019 class (DATASETS.md); anything else is dropped from the composite.
 _MEGC_MAP = {
@@ -331,6 +344,8 @@ class SyntheticClip:
         head_motion: None (still head) or the rigid head motion, four (peak, f1 Hz, f2 Hz, phase1,
             phase2) for rotation (deg), tx (px), ty (px) and scale (fraction); `head_motion_course`
             turns it into one affine per frame.
+        style: "train" (the generator's own drawing) or "heldout" (another deformation kernel,
+            time course and compression; module docstring).
     """
 
     database: str
@@ -360,6 +375,7 @@ class SyntheticClip:
     inducement: int = 0  # SAMM: the x of NNN_x_y
     objective_class: int = 0  # SAMM: objective class 1-7
     head_motion: tuple | None = None
+    style: str = "train"  # how it is drawn: "train" or "heldout" (STYLES)
 
     @property
     def onset(self) -> int:
@@ -419,6 +435,7 @@ class SyntheticPlan:
     subjects: dict[str, SyntheticSubject]  # key "<database>/<subject>"
     clips: list[SyntheticClip]
     head_motion: bool = False  # every clip has a rigid head motion (`SyntheticClip.head_motion`)
+    style: str = "train"  # how every clip is drawn (STYLES)
 
     def subject_of(self, clip: SyntheticClip) -> SyntheticSubject:
         return self.subjects[f"{clip.database}/{clip.subject}"]
@@ -445,19 +462,24 @@ def _u(rng, low, high) -> float:
     return float(rng.uniform(low, high))
 
 
-def plan_synthetic_dataset(profile: str = "tiny", seed: int = 0, head_motion: bool = False) -> SyntheticPlan:
+def plan_synthetic_dataset(
+    profile: str = "tiny", seed: int = 0, head_motion: bool = False, style: str = "train"
+) -> SyntheticPlan:
     """Decide every subject and clip of a profile: identities, AUs, timing, nuisances, names.
 
     Pure and fast (no pixels, no landmarks): the same (profile, seed) always gives the same plan.
     With `head_motion` every clip (dropped and SMIC non_micro ones too) also gets a rigid head
     motion path (`SyntheticClip.head_motion`), drawn from a generator of its own: every other
-    field is the same as without it.
+    field is the same as without it. `style` ("train" or "heldout") sets how every clip is drawn
+    and changes no draw of the plan either.
 
     Raises:
-        ValueError: unknown profile (the message lists the allowed ones).
+        ValueError: unknown profile or style (the message lists the allowed ones).
     """
     if profile not in SYNTHETIC_PROFILES:
         raise ValueError(f"Unknown profile {profile!r}; allowed values are {sorted(SYNTHETIC_PROFILES)}.")
+    if style not in STYLES:
+        raise ValueError(f"Unknown style {style!r}; allowed values are {list(STYLES)}.")
     subjects: dict[str, SyntheticSubject] = {}
     clips: list[SyntheticClip] = []
     for database in ("casme2", "samm", "smic"):
@@ -465,7 +487,9 @@ def plan_synthetic_dataset(profile: str = "tiny", seed: int = 0, head_motion: bo
         db_subjects, db_clips = _plan_database(database, spec, seed, head_motion)
         subjects.update({f"{database}/{s.subject}": s for s in db_subjects})
         clips.extend(db_clips)
-    return SyntheticPlan(profile, int(seed), subjects, clips, bool(head_motion))
+    for clip in clips:
+        clip.style = style
+    return SyntheticPlan(profile, int(seed), subjects, clips, bool(head_motion), style)
 
 
 def _plan_subject(database: str, name: str, index: int, spec: dict, seed: int) -> SyntheticSubject:
@@ -980,29 +1004,38 @@ def _field_at(anchors: list[tuple], points: np.ndarray) -> np.ndarray:
     return out
 
 
-def _field_grid(anchors: list[tuple], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _field_grid(anchors: list[tuple], size: tuple[int, int], kernel: str = "gaussian") -> tuple[np.ndarray, np.ndarray]:
     """Displacement (dx, dy), each (H, W) float32, of an anchor field over a frame of `size` (w, h).
 
-    Every Gaussian is evaluated only within 3.5 sigma of its anchor (the rest is < 0.3 %).
+    `kernel` "gaussian": every Gaussian is evaluated only within 3.5 sigma of its anchor (the rest
+    is < 0.3 %). "wendland" (the held-out style): Wendland's C2 function (1 - r/R)^4 (4 r/R + 1),
+    zero beyond R = `_WENDLAND_RADIUS` sigma.
     """
     width, height = size
     dx = np.zeros((height, width), np.float32)
     dy = np.zeros((height, width), np.float32)
     for p, v, sigma in anchors:
-        r = 3.5 * sigma
+        r = 3.5 * sigma if kernel == "gaussian" else _WENDLAND_RADIUS * sigma
         x0, x1 = max(0, int(p[0] - r)), min(width, int(p[0] + r) + 1)
         y0, y1 = max(0, int(p[1] - r)), min(height, int(p[1] + r) + 1)
         if x0 >= x1 or y0 >= y1:
             continue
-        gx = np.exp(-((np.arange(x0, x1) - p[0]) ** 2) / (2 * sigma**2)).astype(np.float32)
-        gy = np.exp(-((np.arange(y0, y1) - p[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
-        g = np.outer(gy, gx)
+        if kernel == "gaussian":
+            gx = np.exp(-((np.arange(x0, x1) - p[0]) ** 2) / (2 * sigma**2)).astype(np.float32)
+            gy = np.exp(-((np.arange(y0, y1) - p[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
+            g = np.outer(gy, gx)
+        else:
+            yy, xx = np.mgrid[y0:y1, x0:x1]
+            q = np.minimum(np.hypot(xx - p[0], yy - p[1]) / r, 1.0)
+            g = ((1 - q) ** 4 * (4 * q + 1)).astype(np.float32)
         dx[y0:y1, x0:x1] += np.float32(v[0]) * g
         dy[y0:y1, x0:x1] += np.float32(v[1]) * g
     return dx, dy
 
 
-def action_unit_field(au: int, dlib68: np.ndarray, size: tuple[int, int], peak: float, side: str = "") -> tuple[np.ndarray, np.ndarray]:
+def action_unit_field(
+    au: int, dlib68: np.ndarray, size: tuple[int, int], peak: float, side: str = "", kernel: str = "gaussian"
+) -> tuple[np.ndarray, np.ndarray]:
     """The apex displacement of one action unit on a face.
 
     Args:
@@ -1011,6 +1044,7 @@ def action_unit_field(au: int, dlib68: np.ndarray, size: tuple[int, int], peak: 
         size: (width, height) of the frame, px.
         peak: largest displacement of the field, px.
         side: "" both sides, "L" / "R" the subject's left / right only.
+        kernel: "gaussian" (the training style) or "wendland" (the held-out style; `_field_grid`).
 
     Returns:
         (dx, dy): (H, W) float32 forward displacement in px (content at x moves to x + d(x)).
@@ -1018,7 +1052,7 @@ def action_unit_field(au: int, dlib68: np.ndarray, size: tuple[int, int], peak: 
     if au not in ACTION_UNIT_ANCHORS:
         raise ValueError(f"No displacement field for AU{au}; implemented AUs are {sorted(ACTION_UNIT_ANCHORS)}.")
     d = np.asarray(dlib68, np.float64)
-    dx, dy = _field_grid(_anchors(ACTION_UNIT_ANCHORS[au], d, _axes(d), side), size)
+    dx, dy = _field_grid(_anchors(ACTION_UNIT_ANCHORS[au], d, _axes(d), side), size, kernel)
     norm = float(np.sqrt(dx**2 + dy**2).max())
     if norm == 0:
         return dx, dy
@@ -1030,8 +1064,9 @@ def expression_field(clip: SyntheticClip, dlib68: np.ndarray, size: tuple[int, i
     width, height = size
     dx = np.zeros((height, width), np.float32)
     dy = np.zeros((height, width), np.float32)
+    kernel = "wendland" if clip.style == "heldout" else "gaussian"
     for au, side, intensity in clip.action_units:
-        fx, fy = action_unit_field(au, dlib68, size, clip.amplitude * _AU_GAIN[au] * intensity, side)
+        fx, fy = action_unit_field(au, dlib68, size, clip.amplitude * _AU_GAIN[au] * intensity, side, kernel)
         dx += fx
         dy += fy
     return dx, dy
@@ -1047,11 +1082,20 @@ def _raised_cosine(x: np.ndarray) -> np.ndarray:
 
 
 def expression_course(clip: SyntheticClip) -> np.ndarray:
-    """(num_frames,) expression strength per frame: 0 before the start, 1 at the apex, residual at the end."""
+    """(num_frames,) expression strength per frame: 0 before the start, 1 at the apex, residual at the end.
+
+    Training style: raised cosines up and down. Held-out style: a linear rise and an exponential
+    decay (to within 2 % of the residual at the end)."""
     start, apex, end, residual = clip.motion
     t = np.arange(clip.num_frames, dtype=np.float64)
-    rise = _raised_cosine((t - start) / max(apex - start, 1e-6))
-    fall = residual + (1 - residual) * (1 - _raised_cosine((t - apex) / max(end - apex, 1e-6)))
+    up = (t - start) / max(apex - start, 1e-6)
+    down = (t - apex) / max(end - apex, 1e-6)
+    if clip.style == "heldout":
+        rise = np.clip(up, 0.0, 1.0)
+        fall = residual + (1 - residual) * np.exp(-4.0 * np.clip(down, 0.0, None))
+    else:
+        rise = _raised_cosine(up)
+        fall = residual + (1 - residual) * (1 - _raised_cosine(down))
     course = np.where(t <= apex, rise, fall)
     course[t < start] = 0.0
     return course
@@ -1304,15 +1348,19 @@ def render_synthetic_clip(
 
 
 # --------------------------------------------------------------------------- writing
-def _encode(frame: np.ndarray, database: str) -> bytes:
+def _encode(frame: np.ndarray, database: str, style: str = "train") -> bytes:
     import cv2
 
     if frame.ndim == 3:
         frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    quality = _HELDOUT_JPEG_QUALITY if style == "heldout" else _JPEG_QUALITY.get(database)
     if database == "smic":
+        if style == "heldout":  # the held-out style's compression, kept in SMIC's BMP files
+            ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            frame = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         ok, buf = cv2.imencode(".bmp", frame)
     else:
-        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY[database]])
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV only fails on unsupported arrays
         raise RuntimeError(f"OpenCV could not encode a {frame.shape} frame")
     return buf.tobytes()
@@ -1351,7 +1399,7 @@ def _write_clip(task: tuple) -> tuple[str, list]:
     scratch.mkdir(parents=True)
     base, landmarks = _render_base(subject, clip, face)
     for name, frame in zip(clip.frame_names(), _animate(clip, subject, base, landmarks, True)):
-        (scratch / name).write_bytes(_encode(frame, clip.database))
+        (scratch / name).write_bytes(_encode(frame, clip.database, clip.style))
     final = out / clip.relative_dir()
     if final.exists():  # frames deleted by hand from a finished clip: it is redone whole
         shutil.rmtree(final)
@@ -1499,7 +1547,9 @@ def _motion_words(head_motion: bool) -> str:
     return "with head motion" if head_motion else "without head motion"
 
 
-def _prepare_output(out: Path, profile: str, seed: int, head_motion: bool, overwrite: bool, resume: bool) -> None:
+def _prepare_output(
+    out: Path, profile: str, seed: int, head_motion: bool, overwrite: bool, resume: bool, style: str = "train"
+) -> None:
     if overwrite and resume:
         raise MieInputError("Choose one of overwrite and resume, not both.")
     if out.exists() and not out.is_dir():
@@ -1515,13 +1565,16 @@ def _prepare_output(out: Path, profile: str, seed: int, head_motion: bool, overw
                 )
             previous = json.loads(marker.read_text())
             previous.setdefault("head_motion", False)  # folders written before the option had none
-            now = {"profile": profile, "seed": int(seed), "head_motion": bool(head_motion), "version": GENERATOR_VERSION}
+            previous.setdefault("style", "train")  # nor the style
+            now = {"profile": profile, "seed": int(seed), "head_motion": bool(head_motion), "style": style,
+                   "version": GENERATOR_VERSION}
             if {k: previous.get(k) for k in now} != now:
                 raise MieInputError(
                     f"Cannot resume in {out}: it holds profile {previous.get('profile')!r} seed {previous.get('seed')} "
-                    f"{_motion_words(previous['head_motion'])} (generator version {previous.get('version')}), not "
-                    f"profile {profile!r} seed {seed} {_motion_words(head_motion)} (version {GENERATOR_VERSION}). "
-                    "Use the same settings (--head-motion or not), or --overwrite to start again."
+                    f"{_motion_words(previous['head_motion'])} (generator version {previous.get('version')}), style "
+                    f"{previous['style']}, not profile {profile!r} seed {seed} {_motion_words(head_motion)} (version "
+                    f"{GENERATOR_VERSION}), style {style}. "
+                    "Use the same settings (--head-motion or not, --style), or --overwrite to start again."
                 )
         elif overwrite:
             if not ours:
@@ -1540,7 +1593,7 @@ def _prepare_output(out: Path, profile: str, seed: int, head_motion: bool, overw
     marker.write_text(
         json.dumps(
             {"generator": "modeling_mie.synthetic", "profile": profile, "seed": int(seed),
-             "head_motion": bool(head_motion), "version": GENERATOR_VERSION}
+             "head_motion": bool(head_motion), "style": style, "version": GENERATOR_VERSION}
         )
         + "\n"
     )
@@ -1564,18 +1617,21 @@ def generate_synthetic_dataset(
     head_motion: bool = False,
     faces: dict[str, BaseFace] | None = None,
     progress: Callable[[SyntheticClip, int, int], None] | None = None,
+    style: str = "train",
 ) -> SyntheticDataset:
     """Render a whole synthetic dataset into `out` in the layouts of SMIC, CASME II and SAMM.
 
     Args:
         out: output folder; created when missing. A non-empty folder is refused unless
             `overwrite` (only a folder this function wrote is ever deleted) or `resume` (same
-            profile, seed and head_motion: complete clip folders are kept, the rest is rendered).
+            profile, seed, head_motion and style: complete clip folders are kept, the rest is rendered).
         profile: a key of `SYNTHETIC_PROFILES` ("tiny": seconds, for tests; "megc2019": the
             442-clip composite with real clip lengths).
         seed: everything random derives from it; the same seed writes the same bytes.
         head_motion: every clip also moves rigidly (`plan_synthetic_dataset`); the manifest holds
             each clip's `head_motion` for `head_motion_course`. The other draws do not change.
+        style: "train" or "heldout": how the clips are drawn (module docstring); training must
+            never see the held-out style.
         workers: processes rendering clips; None = 1 for small profiles, else all cores. The output
             does not depend on it.
         faces: from `load_base_faces` (detected here when None).
@@ -1587,12 +1643,12 @@ def generate_synthetic_dataset(
     Raises:
         MieInputError: the output folder cannot be used (the message says what to pass), or the
             face landmarker model is missing.
-        ValueError: unknown profile.
+        ValueError: unknown profile or style.
     """
     started = time.perf_counter()
     out = Path(out).expanduser().resolve()
-    plan = plan_synthetic_dataset(profile, seed, head_motion)
-    _prepare_output(out, profile, seed, head_motion, overwrite, resume)
+    plan = plan_synthetic_dataset(profile, seed, head_motion, style)
+    _prepare_output(out, profile, seed, head_motion, overwrite, resume, style)
     faces = faces or load_base_faces()
     todo = [c for c in plan.clips if not _clip_done(out, c)]
     skipped = len(plan.clips) - len(todo)
@@ -1669,6 +1725,7 @@ def _write_manifest(path: Path, plan: SyntheticPlan, landmarks: dict[str, list])
         "profile": plan.profile,
         "seed": plan.seed,
         "head_motion": plan.head_motion,
+        "style": plan.style,
         "roots": dict(DATABASE_ROOTS),
         "ground_truth": GROUND_TRUTH_FILE,
         "fps": dict(DATABASE_FPS),
@@ -1824,6 +1881,15 @@ def parse_args(argv=None) -> argparse.Namespace:
             "per 300 px face, scale up to 8 %%"
         ),
     )
+    parser.add_argument(
+        "--style",
+        choices=STYLES,
+        default="train",
+        help=(
+            "heldout: another deformation kernel, time course and stronger compression, for evaluating "
+            "transfer (never train on it; use another --seed too)"
+        ),
+    )
     parser.add_argument("--picture", default=None, help="also draw one clip (onset, apex, offset, difference) into this PNG")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace a previous synthetic dataset in --out")
@@ -1837,10 +1903,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    plan = plan_synthetic_dataset(args.profile, args.seed, args.head_motion)
+    plan = plan_synthetic_dataset(args.profile, args.seed, args.head_motion, args.style)
     listed = sum(c.megc_row() is not None for c in plan.clips)
     workers = args.workers or default_workers(plan)
-    motion = ", head motion" if args.head_motion else ""
+    motion = (", head motion" if args.head_motion else "") + (", held-out style" if args.style == "heldout" else "")
     print(
         f"mie synthetic: profile {args.profile}, seed {args.seed}{motion}: {len(plan.clips)} clips ({listed} in the MEGC list), "
         f"{len(plan.subjects)} subjects, {plan.total_frames} frames -> {args.out} ({workers} workers)",
@@ -1858,7 +1924,7 @@ def main(argv=None) -> int:
     try:
         result = generate_synthetic_dataset(
             args.out, args.profile, args.seed, workers=workers, overwrite=args.overwrite, resume=args.resume,
-            head_motion=args.head_motion, progress=progress,
+            head_motion=args.head_motion, progress=progress, style=args.style,
         )
     except MieInputError as err:
         bar.close()

@@ -36,6 +36,7 @@ from modeling_mie.synthetic import (
     region_boxes,
     render_synthetic_clip,
 )
+from modeling_mie.synthetic import _encode as encode_frame
 
 openpyxl = pytest.importorskip("openpyxl", reason="the workbooks are .xlsx files (a core dependency)")
 cv2 = pytest.importorskip("cv2", reason="frames are encoded with OpenCV (a core dependency)")
@@ -520,6 +521,56 @@ def test_head_motion_dataset_marker_manifest_and_resume(tiny, base_faces, tmp_pa
     # with the same setting it resumes: nothing left to render
     assert main(["--out", str(out), "--profile", "tiny", "--resume", "--head-motion"]) == 0
     assert "0 clips rendered, 35 kept" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- held-out style
+def test_the_heldout_style_draws_the_same_plan_another_way(base_faces):
+    train = plan_synthetic_dataset("megc2019", 3, head_motion=True)
+    heldout = plan_synthetic_dataset("megc2019", 3, head_motion=True, style="heldout")
+    assert heldout.style == "heldout" and {c.style for c in heldout.clips} == {"heldout"}
+    assert [dataclasses.replace(c, style="train") for c in heldout.clips] == train.clips  # no draw changes
+    with pytest.raises(ValueError, match="Unknown style 'odd'"):
+        plan_synthetic_dataset("tiny", 0, style="odd")
+    clip = next(c for c in heldout.clips if c.database == "casme2" and c.label == 1 and c.num_frames > 40)
+    twin = train.clip(clip.key)
+    # time course: a linear rise (a quarter of the way up at a quarter of the rise) and the apex at 1
+    start, apex, end, residual = clip.motion
+    quarter = int(round(start + 0.25 * (apex - start)))
+    ours, theirs = expression_course(clip), expression_course(twin)
+    assert ours[int(round(apex))] == pytest.approx(theirs[int(round(apex))], abs=0.05)
+    expected = (quarter - start) / (apex - start)
+    assert ours[quarter] == pytest.approx(expected, abs=1e-6) and theirs[quarter] < expected - 0.05
+    # kernel: the same peak, on a compact support narrower than the Gaussian's
+    d = base_faces["astronaut"].dlib68
+    size = (512, 512)
+    gauss = np.hypot(*action_unit_field(12, d, size, 3.0))
+    wendland = np.hypot(*action_unit_field(12, d, size, 3.0, kernel="wendland"))
+    assert gauss.max() == pytest.approx(3.0, rel=1e-4) and wendland.max() == pytest.approx(3.0, rel=1e-4)
+    assert 0 < (wendland > 0.05).sum() < 0.8 * (gauss > 0.05).sum()
+    # compression: stronger for JPEG databases, and present in SMIC's lossless BMP files
+    frames, _ = render_synthetic_clip(heldout, clip, base_faces)
+    frame = frames[len(frames) // 2]
+    assert len(encode_frame(frame, "casme2", "heldout")) < 0.8 * len(encode_frame(frame, "casme2", "train"))
+    lossless = cv2.imdecode(np.frombuffer(encode_frame(frame, "smic", "train"), np.uint8), cv2.IMREAD_COLOR)
+    lossy = cv2.imdecode(np.frombuffer(encode_frame(frame, "smic", "heldout"), np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(lossless[..., ::-1], frame) and not np.array_equal(lossy[..., ::-1], frame)
+    # the pixels differ from the training style's where the expression moves, not before it starts
+    train_frames, _ = render_synthetic_clip(train, twin, base_faces)
+    assert np.array_equal(frames[0], train_frames[0])
+    assert np.abs(frames[int(round(apex))].astype(int) - train_frames[int(round(apex))]).max() > 10
+
+
+def test_a_heldout_dataset_says_so_and_resumes_only_as_such(base_faces, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("modeling_mie.synthetic.load_base_faces", lambda *a, **k: base_faces)
+    out = tmp_path / "heldout"
+    assert main(["--out", str(out), "--profile", "tiny", "--seed", "1", "--style", "heldout"]) == 0
+    assert "held-out style" in capsys.readouterr().out
+    assert json.loads((out / MARKER_FILE).read_text())["style"] == "heldout"
+    manifest = read_synthetic_manifest(out)
+    assert manifest["style"] == "heldout" and {c["style"] for c in manifest["clips"]} == {"heldout"}
+    assert main(["--out", str(out), "--profile", "tiny", "--seed", "1", "--resume"]) == 2
+    assert "style heldout" in capsys.readouterr().err
+    assert main(["--out", str(out), "--profile", "tiny", "--seed", "1", "--style", "heldout", "--resume"]) == 0
 
 
 # ----------------------------------------------------------------------------- locality, signal
