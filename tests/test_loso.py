@@ -165,3 +165,31 @@ def test_push_to_hub_from_the_command(full_run, synthetic_tiny, tmp_path):
         repo = hub.store.repos["mie-test/loso"]
         assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_mie.py", "README.md"} <= set(repo.head.files)
         assert repo.commits[-1].changed == ["README.md"]  # the card lands last, in its own commit
+
+
+def test_evaluate_scores_a_trained_model_on_a_dataset(full_run, synthetic_tiny, tmp_path):
+    out, cache, _ = full_run
+    from modeling_mie.metrics import uar, uf1
+
+    env = {**os.environ, "PYTHONPATH": ""}
+    result = tmp_path / "scores.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train" / "evaluate.py"), "--model", str(out / "model"),
+         "--dataset", f"synthetic={synthetic_tiny.root}", "--cache-dir", str(cache), "--output", str(result)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "| full | 30 | 9 |" in proc.stdout
+    record = json.loads(result.read_text())
+    labels = record["labels"]
+    truth = [labels.index(c["label"]) for c in record["clips"]]
+    predicted = [labels.index(max(c["probabilities"], key=c["probabilities"].get)) for c in record["clips"]]
+    assert len(truth) == 30
+    assert record["scores"]["full"]["uf1"] == pytest.approx(uf1(truth, predicted))
+    assert record["scores"]["full"]["uar"] == pytest.approx(uar(truth, predicted))
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "train" / "evaluate.py"), "--model", str(tmp_path / "none"),
+         "--dataset", f"synthetic={synthetic_tiny.root}", "--cache-dir", str(cache)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert bad.returncode == 2 and "error: Could not load a mie model" in bad.stderr
