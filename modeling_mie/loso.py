@@ -350,7 +350,10 @@ def collect_results(output_dir: Path, fold_keys: Sequence[str]) -> list[dict]:
 
 
 def summarise_run(output_dir: Path, folds: Sequence[dict], label_names: Sequence[str], extra: dict) -> dict:
-    """Write results.json, results.md, predictions.log (MEGC format) and confusion_matrix.png."""
+    """Write results.json, results.md, predictions.log (MEGC format), confusion_matrix.png and
+    reliability.png (calibration of the out-of-fold probabilities, `modeling_mie.calibration`)."""
+    from .calibration import loso_calibration, plot_reliability, summary_for_json
+
     output_dir = Path(output_dir)
     predictions = [p for f in folds for p in _fold_predictions(f)]
     num_classes = len(label_names)
@@ -368,10 +371,13 @@ def summarise_run(output_dir: Path, folds: Sequence[dict], label_names: Sequence
         "seconds": seconds,
         **extra,
     }
+    calibration = loso_calibration(folds)
+    results["calibration"] = summary_for_json(calibration)
     _atomic_write_json(output_dir / "results.json", results)
     write_megc_log(output_dir / "predictions.log", predictions)
     _atomic_write_text(output_dir / "results.md", results_markdown(results))
     plot_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png", title=extra.get("data", ""))
+    plot_reliability(calibration, output_dir / "reliability.png", title="Out-of-fold probabilities of the LOSO run")
     return results
 
 
@@ -394,6 +400,15 @@ def results_markdown(results: dict) -> str:
     lines.append("|---|" + "---:|" * len(labels))
     for name, row in zip(labels, results["confusion_matrix"]):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    cal = results.get("calibration")
+    if cal:
+        lines += [
+            "",
+            f"Calibration of the out-of-fold probabilities ({cal['num_bins']} bins): ECE {cal['ece_before']:.4f} as "
+            f"trained; {cal['ece_after']:.4f} after temperature scaling, each subject's temperature fitted on the "
+            f"other subjects' predictions only. Temperature fitted on all of them (the final model's): "
+            f"{cal['temperature']:.3f}. Reliability diagram: reliability.png.",
+        ]
     accs = results["per_fold_accuracy"]
     lines += ["", "Per-fold accuracy (diagnosis only; never used to pick anything)", "", "| fold | accuracy |", "|---|---:|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in sorted(accs.items())]

@@ -43,7 +43,8 @@ def test_every_output_file_is_written(full_run):
     out, _, proc = full_run
     assert "mie LOSO | preset fast" in proc.stdout and "9 subjects; 9 folds" in proc.stdout
     assert "| full | 30 | 9 |" in proc.stdout
-    for name in ("run.json", "config_used.json", "results.json", "results.md", "predictions.log", "confusion_matrix.png"):
+    for name in ("run.json", "config_used.json", "results.json", "results.md", "predictions.log", "confusion_matrix.png",
+                 "reliability.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for key in SUBJECTS:
@@ -51,6 +52,9 @@ def test_every_output_file_is_written(full_run):
         assert (out / "folds" / f"{stem}.json").is_file() and (out / "folds" / f"{stem}.log").is_file()
     results = json.loads((out / "results.json").read_text())
     assert results["folds"] == 9 and results["clips"] == 30
+    calibration = results["calibration"]
+    assert calibration["clips"] == 30 and 0 <= calibration["ece_after"] <= 1 and calibration["temperature"] > 0
+    assert "calibration: ECE" in proc.stdout and "temperature scaling" in (out / "results.md").read_text()
     assert set(results["scores"]) == {"full", "casme2", "samm", "smic"}
     assert sum(map(sum, results["confusion_matrix"])) == 30
     assert len(read_megc_log(out / "predictions.log")) == 30
@@ -91,6 +95,8 @@ def test_final_model_folder_is_hub_ready_and_loads(full_run):
     # the processor asks for frames the way the model was trained: 8 evenly spaced
     assert processor.frame_sampling == "uniform" and processor.num_frames == 8
     assert model.temporal.feature_std.ne(1).any()  # stage 2 fitted its standardisation
+    # its confidence is calibrated on the run's out-of-fold predictions
+    assert model.config.temperature == pytest.approx(results["calibration"]["temperature"], abs=1e-4)
 
 
 def test_resume_skips_finished_folds_and_redoes_a_lost_one(full_run, synthetic_tiny):

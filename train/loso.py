@@ -243,6 +243,8 @@ def main(args) -> int:
     summary = summarise_run(output_dir, results, label_names, extra)
     print()
     print(format_scores_table(summary["scores"], title=f"LOSO, {len(results)} folds, {summary['clips']} clips"))
+    cal = summary["calibration"]
+    print(f"calibration: ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f} with temperature scaling (T {cal['temperature']:.3f})")
     print(f"results: {output_dir / 'results.md'}, {output_dir / 'results.json'}, {output_dir / 'predictions.log'}")
 
     if args.final:
@@ -275,6 +277,8 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
     clips = load_clip_tensors(data.cache_path, data.rows, config, not args.no_action_units)
     print(f"  training the final model on all {len(clips)} clips of {len(data.subjects)} subjects ...")
     outcome = train_model(config, clips, schedule, fold_seed(args.seed, "final"))
+    # calibrated confidence: the temperature fitted on the run's out-of-fold predictions
+    outcome.model.config.temperature = round(float(summary["calibration"]["temperature"]), 4)
     tmp_dir = output_dir / f".{MODEL_DIR}.partial"
     if tmp_dir.exists():
         import shutil

@@ -193,6 +193,10 @@ class MieConfig(PretrainedConfig):
         region_focal_alpha (`list[float]`, *optional*):
             Per-class weights of the stage-1 focal loss, one per region class (the labels, then
             "not me"). `None` weighs them equally.
+        temperature (`float`, *optional*, defaults to 1.0):
+            The logits are divided by it (temperature scaling). 1 while training; `train/loso.py`
+            sets the final model's from the run's out-of-fold predictions
+            (`modeling_mie.calibration`), so its probabilities say how often it is right.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Not used by the default initialisation (PyTorch's own, as Keras' Glorot is close);
             kept for the transformers API.
@@ -234,6 +238,7 @@ class MieConfig(PretrainedConfig):
     focal_alpha: list | None = None
     region_focal_alpha: list | None = None
     initializer_range: float | int = 0.02
+    temperature: float | int = 1.0
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and kwargs.get("num_labels") is None:
@@ -309,6 +314,8 @@ class MieConfig(PretrainedConfig):
             raise ValueError(f"align must be True or False, got {self.align!r}.")
         if not 0 < self.max_head_turn <= 90:
             raise ValueError(f"max_head_turn must be in (0, 90] degrees, got {self.max_head_turn}.")
+        if not 0 < self.temperature <= 100:
+            raise ValueError(f"temperature must be in (0, 100], got {self.temperature}.")
         if not 0 < self.crop_scale <= 4:
             raise ValueError(f"crop_scale must be in (0, 4], got {self.crop_scale}.")
         for k in self.inception_kernel_sizes:

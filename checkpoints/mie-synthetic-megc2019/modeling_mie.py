@@ -356,6 +356,7 @@ class MieTemporalFusion(nn.Module):
 
     def __init__(self, config: MieConfig):
         super().__init__()
+        self._config = config  # read at call time: `temperature` is set after training
         self.standardize = config.standardize_features
         self.register_buffer("feature_mean", torch.zeros(config.num_regions, config.region_feature_size))
         self.register_buffer("feature_std", torch.ones(config.num_regions, config.region_feature_size))
@@ -379,7 +380,8 @@ class MieTemporalFusion(nn.Module):
 
     def forward(self, region_features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """region_features: (B, T, R, F), each clip's `lengths[b]` real frames first; lengths: (B,)
-        -> logits (B, L), states (B, R, H)."""
+        -> logits (B, L), states (B, R, H). The logits are divided by the config's `temperature`
+        (1 while training; set from the LOSO run's out-of-fold predictions, `modeling_mie.calibration`)."""
         if self.standardize:
             region_features = (region_features - self.feature_mean) / self.feature_std
         # The LSTM is causal and padding comes after the real frames, so the output at each
@@ -393,7 +395,9 @@ class MieTemporalFusion(nn.Module):
             states.append(outputs.gather(1, last)[:, 0])
         states = torch.stack(states, dim=1)  # (B, R, H)
         fused = self.act(self.fusion(self.dropout(states).flatten(1)))
-        return self.classifier(fused), states
+        logits = self.classifier(fused)
+        temperature = float(getattr(self._config, "temperature", 1.0))
+        return (logits if temperature == 1.0 else logits / temperature), states
 
 
 # ---------------------------------------------------------------------------- models
