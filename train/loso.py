@@ -302,7 +302,7 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
         preset=args.preset,
         config=outcome.model.config,
         training=asdict(schedule),
-        limitations=_limitations(data),
+        limitations=_limitations(data, outcome.model.config),
         synthetic=data.synthetic,
     )
     (tmp_dir / "README.md").write_text(card, encoding="utf-8")
@@ -317,13 +317,24 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
     return model_dir
 
 
-def _limitations(data) -> str:
+def _limitations(data, config) -> str:
+    if config.align:
+        boxes = (
+            "The model sees six boxes fixed on the first usable frame, cut from every frame after aligning it onto "
+            "that one (rotation, shift and scale in the image plane); a head turned beyond "
+            f"{config.max_head_turn:g} degrees is not read, and a hand over the mouth or a cheek that leaves the eye "
+            "corners and nose bridge visible is not detected. "
+        )
+    else:
+        boxes = (
+            "The model sees six fixed boxes from landmarks found on the first usable frame, cut from unaligned "
+            "frames: large head movement during a clip moves the face out of its boxes. "
+        )
     text = (
         "Micro-expression databases are small (hundreds of clips from a few dozen people, mostly young adults "
         "filmed in a lab under controlled light) and posed against a neutral baseline; expect lower accuracy on "
-        "other people, cameras, lighting and spontaneous behaviour. The model sees six fixed boxes from landmarks "
-        "found on the first usable frame: large head movement during a clip moves the face out of its boxes. "
-        "Three classes only (negative, positive, surprise)."
+        "other people, cameras, lighting and spontaneous behaviour. " + boxes
+        + "Three classes only (negative, positive, surprise)."
     )
     if data.missing:
         text += f" {len(data.missing)} clips of the list were missing on disk and are not in the evaluation."
