@@ -136,6 +136,7 @@ def render_model_card(
     dataset_type: str | None = None,
     license: str = "apache-2.0",
     tags: list[str] | None = None,
+    calibration: dict | None = None,
 ) -> str:
     """Render the model card (README.md) of a Hub-ready folder.
 
@@ -160,6 +161,8 @@ def render_model_card(
         limitations: extra Markdown appended to the standard limitations ("" for none).
         synthetic: True when the model was trained on the synthetic clips.
         template_path: a Jinja2 template to use instead of the packaged one.
+        calibration: the LOSO run's `calibration` (`modeling_mie.calibration.summary_for_json`:
+            `temperature`, `ece_before`, `ece_after`, `num_bins`); None leaves it out.
         dataset_name, dataset_type: the model-index dataset; by default derived from the
             databases present (the MEGC 2019 composite, or the synthetic data).
         license: the card's license id.
@@ -240,6 +243,7 @@ def render_model_card(
         training_rows=[(str(key), _format_setting(value)) for key, value in (training or {}).items()],
         limitations=(limitations or "").strip(),
         license=license,
+        calibration=calibration,
         **_config_summary(config),
     )
     # Parsing through ModelCard checks that the header is valid YAML with a readable model-index.

@@ -82,6 +82,8 @@ def test_final_model_folder_is_hub_ready_and_loads(full_run):
     assert validate_model_folder(model_dir) == []
     card = (model_dir / "README.md").read_text()
     assert "SYNTHETIC" in card.upper() and "model-index" in card
+    cal = json.loads((out / "results.json").read_text())["calibration"]
+    assert f"`temperature` = {cal['temperature']:.4f}" in card and f"{cal['ece_after']:.4f} scaled" in card
     from huggingface_hub import ModelCard
 
     results = json.loads((out / "results.json").read_text())

@@ -304,6 +304,7 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
         training=asdict(schedule),
         limitations=_limitations(data, outcome.model.config),
         synthetic=data.synthetic,
+        calibration=summary.get("calibration"),
     )
     (tmp_dir / "README.md").write_text(card, encoding="utf-8")
     problems = validate_model_folder(tmp_dir)
