@@ -82,15 +82,11 @@ def loso_calibration(folds: Sequence[dict], num_bins: int = NUM_BINS) -> dict:
     probabilities). Returns ECE before / after (after: each subject's T fitted on the other
     subjects' out-of-fold predictions), the temperature fitted on all of them, and the
     probabilities before / after (for `plot_reliability`)."""
-    logits, labels, owner = [], [], []
-    for fold in folds:
-        for p in fold["predictions"]:
-            logits.append(logits_from_probabilities(np.asarray(p["probabilities"])[None])[0])
-            labels.append(int(p["label"]))
-            owner.append(fold["fold"])
-    logits, labels, owner = np.array(logits), np.array(labels), np.array(owner)
-    if len(labels) == 0:
+    rows = [(p["probabilities"], int(p["label"]), fold["fold"]) for fold in folds for p in fold["predictions"]]
+    if not rows:
         raise ValueError("No out-of-fold predictions to calibrate on.")
+    probabilities, labels, owner = (np.array(column) for column in zip(*rows))
+    logits = logits_from_probabilities(probabilities)
     before = softmax(logits)
     after = np.empty_like(before)
     per_subject = {}
@@ -107,7 +103,7 @@ def loso_calibration(folds: Sequence[dict], num_bins: int = NUM_BINS) -> dict:
         "nll_before": _nll(logits, labels, 1.0),
         "nll_after": float(-np.log(np.clip(after[np.arange(len(labels)), labels], 1e-12, 1)).mean()),
         "num_bins": num_bins,
-        "clips": int(len(labels)),
+        "clips": len(labels),
         "temperature_per_subject": per_subject,
         "probabilities_before": before,
         "probabilities_after": after,
@@ -128,7 +124,7 @@ def plot_reliability(result: dict, path: str | Path, title: str = "") -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
     for ax, key, name, ece in (
         (axes[0], "probabilities_before", "before", result["ece_before"]),
-        (axes[1], "probabilities_after", f"after (T fitted per subject on the others)", result["ece_after"]),
+        (axes[1], "probabilities_after", "after (T fitted per subject on the others)", result["ece_after"]),
     ):
         p = result[key]
         confidence, correct = p.max(1), p.argmax(1) == result["labels"]

@@ -21,11 +21,10 @@ crops; `decode_flow` turns `pixel_values` (uint8 / 255) back into flow. One step
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .tracking import apply_affine, compose, invert, to_pixel_centres
+from .regions import visible_part
+from .tracking import compose, to_pixel_centres
 
 #: What each of the three channels of a flow crop holds.
 FLOW_CHANNELS = ("u", "v", "magnitude")
@@ -52,8 +51,6 @@ DIS_SETTINGS = {
 }
 #: Half-size of the rigid patch at the nose bridge, as a share of the canvas width.
 _RIGID_PATCH_HALF = 0.05
-#: Downscaling by more than this is first done by area averaging (no aliasing in the canvas).
-_PREFILTER_BELOW = 0.5
 
 
 def _cv2():
@@ -128,28 +125,14 @@ class FaceFlow:
         reference frame (None: the frame is taken as it is, the paper's fixed boxes)."""
         cv2 = _cv2()
         to_canvas = self.ref_to_canvas if transform is None else compose(self.ref_to_canvas, transform)
-        if frame.ndim == 3 and frame.shape[2] == 3:
-            code = cv2.COLOR_RGB2GRAY if self.channel_order == "rgb" else cv2.COLOR_BGR2GRAY
-        else:
-            code = None
-        # the part of the frame the canvas sees, with a margin for the interpolation
-        corners = apply_affine(
-            invert(to_canvas), np.array([[0, 0], [self.width, 0], [0, self.height], [self.width, self.height]], float)
-        )
-        fh, fw = frame.shape[:2]
-        x0, y0 = (np.floor(corners.min(axis=0)).astype(int) - 2).tolist()
-        x1, y1 = (np.ceil(corners.max(axis=0)).astype(int) + 2).tolist()
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, fw), min(y1, fh)
-        if x1 - x0 < 2 or y1 - y0 < 2:
+        seen = visible_part(frame, [to_canvas], [(self.height, self.width)], min_side=2)
+        if seen is None:
             return np.zeros((self.height, self.width), np.uint8)
-        part = frame[y0:y1, x0:x1]
-        part = cv2.cvtColor(part, code) if code is not None else np.ascontiguousarray(part.reshape(part.shape[:2]))
-        back = np.array([[1.0, 0, x0], [0, 1.0, y0]])
-        scale = math.sqrt(abs(np.linalg.det(to_canvas[:, :2])))
-        if scale < _PREFILTER_BELOW:
-            new_w, new_h = max(2, round(part.shape[1] * 2 * scale)), max(2, round(part.shape[0] * 2 * scale))
-            back = np.array([[part.shape[1] / new_w, 0, x0], [0, part.shape[0] / new_h, y0]])
-            part = cv2.resize(part, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        part, back, _ = seen
+        if part.ndim == 3 and part.shape[2] == 3:
+            part = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY if self.channel_order == "rgb" else cv2.COLOR_BGR2GRAY)
+        else:
+            part = np.ascontiguousarray(part.reshape(part.shape[:2]))
         return cv2.warpAffine(
             part, to_pixel_centres(compose(to_canvas, back)), (self.width, self.height),
             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,

@@ -70,27 +70,21 @@ def read_segments(path: str | Path = DEFAULT_SET, labels: list[str] | None = Non
     return segments
 
 
-def read_segment_frames(video: Path, first: int, last: int) -> tuple[np.ndarray, float]:
+def read_segment_frames(video: Path, first: int, last: int) -> tuple[np.ndarray, float | None]:
     """Frames first..last (inclusive, 0-based decoded frames) of a video as (T, H, W, 3) RGB, and its fps."""
-    import cv2
+    from .video import open_clip
 
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise MieInputError(f"Cannot open {video}; run `make real-footage` to fetch the real recordings again.")
-    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    frames, index = [], 0
-    try:
-        while index <= last:
-            ok, frame = capture.read()
-            if not ok:
+    frames, count = [], 0
+    with open_clip(video) as reader:
+        for index, frame in enumerate(reader.iter_frames()):
+            count = index + 1
+            if index > last:
                 break
             if index >= first:
-                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            index += 1
-    finally:
-        capture.release()
-    if index <= last:
-        raise MieInputError(f"{video.name} has {index} frames; the segment asks for frames {first}-{last}.")
+                frames.append(frame[..., ::-1] if reader.channel_order == "bgr" else frame)
+        fps = reader.fps
+    if len(frames) < last - first + 1:
+        raise MieInputError(f"{video.name} has {count} frames; the segment asks for frames {first}-{last}.")
     return np.stack(frames), fps
 
 

@@ -165,6 +165,46 @@ def crop_regions(
     return out
 
 
+def visible_part(
+    frame: np.ndarray, maps: list[np.ndarray], sizes: list[tuple[int, int]], min_side: int = 1
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The part of `frame` that affine warps into outputs of `sizes` see, ready to warp from.
+
+    Args:
+        frame: (H, W[, C]) image.
+        maps: (2, 3) affines from frame px to each output's px (edge coordinates).
+        sizes: (height, width) of each output.
+        min_side: a visible part narrower or lower than this counts as nothing.
+
+    Returns:
+        None when no output sees the frame; else (part, back, part_scale): the frame's part the
+        outputs see, with a 2 px margin for the interpolation, resized with area averaging when
+        every map shrinks the frame by more than 2x (so warping it does not alias); `back` maps
+        part px to frame px; `part_scale` is output px per px of `part` (the smallest map's).
+    """
+    import cv2
+
+    corners = np.vstack([
+        apply_affine(invert(m), np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64))
+        for m, (h, w) in zip(maps, sizes)
+    ])
+    height, width = frame.shape[:2]
+    x0, y0 = (np.floor(corners.min(axis=0)).astype(int) - 2).tolist()
+    x1, y1 = (np.ceil(corners.max(axis=0)).astype(int) + 2).tolist()
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if x1 - x0 < min_side or y1 - y0 < min_side:
+        return None
+    part = frame[y0:y1, x0:x1]
+    back = np.array([[1.0, 0, x0], [0, 1.0, y0]])  # part px -> frame px
+    scale = min(math.sqrt(abs(np.linalg.det(m[:, :2]))) for m in maps)
+    if scale < _PREFILTER_BELOW and min(part.shape[:2]) > 2:
+        factor = _PREFILTER_FACTOR * scale
+        new_w, new_h = max(2, int(round(part.shape[1] * factor))), max(2, int(round(part.shape[0] * factor)))
+        back = np.array([[part.shape[1] / new_w, 0, x0], [0, part.shape[0] / new_h, y0]])
+        part = cv2.resize(part, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return part, back, scale * (x1 - x0) / part.shape[1]
+
+
 def aligned_region_crops(
     frame: np.ndarray,
     transform: np.ndarray,
@@ -206,29 +246,13 @@ def aligned_region_crops(
     for (x0, y0, x1, y1), (h, w) in zip(np.asarray(boxes, np.float64), region_sizes):
         box_to_crop = np.array([[w / (x1 - x0), 0, -x0 * w / (x1 - x0)], [0, h / (y1 - y0), -y0 * h / (y1 - y0)]])
         maps.append(compose(box_to_crop, transform))  # frame px -> crop px
-    # the part of the frame any crop sees, with a margin for the interpolation
-    corners = np.vstack([
-        apply_affine(invert(m), np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64))
-        for m, (h, w) in zip(maps, region_sizes)
-    ])
-    height, width = frame.shape[:2]
-    rx0, ry0 = (np.floor(corners.min(axis=0)).astype(int) - 2).tolist()
-    rx1, ry1 = (np.ceil(corners.max(axis=0)).astype(int) + 2).tolist()
-    rx0, ry0, rx1, ry1 = max(rx0, 0), max(ry0, 0), min(rx1, width), min(ry1, height)
-    if rx1 - rx0 < 1 or ry1 - ry0 < 1:
+    seen = visible_part(frame, maps, region_sizes, min_side=1)
+    if seen is None:
         return out  # every region lies outside the frame
-    part = frame[ry0:ry1, rx0:rx1]
-    back = np.array([[1.0, 0, rx0], [0, 1.0, ry0]])  # part px -> frame px
-    scale = min(math.sqrt(abs(np.linalg.det(m[:, :2]))) for m in maps)
-    if scale < _PREFILTER_BELOW and min(part.shape[:2]) > 2:
-        factor = _PREFILTER_FACTOR * scale
-        new_w, new_h = max(2, int(round(part.shape[1] * factor))), max(2, int(round(part.shape[0] * factor)))
-        back = np.array([[part.shape[1] / new_w, 0, rx0], [0, part.shape[0] / new_h, ry0]])
-        part = cv2.resize(part, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    part, back, part_scale = seen
     if part.ndim == 2:
         part = part[:, :, None]
     part = _convert_channels(np.ascontiguousarray(part)[None], num_channels, channel_order)[0]
-    part_scale = scale * (rx1 - rx0) / part.shape[1]  # crop px per px of `part`
     if part_scale < 1:
         part = cv2.GaussianBlur(part, (0, 0), _BLUR_CROP_PX / part_scale).reshape(part.shape)
     for r, (m, (h, w)) in enumerate(zip(maps, region_sizes)):
@@ -246,4 +270,5 @@ __all__ = [
     "face_box_from_landmarks",
     "region_boxes_from_face_box",
     "round_boxes",
+    "visible_part",
 ]
