@@ -68,6 +68,15 @@ of the raised cosines, and every frame is JPEG-compressed at quality 55 (SMIC fr
 their BMP encoding). Use another `--seed` as well, so that no identity or clip of the training set
 recurs. Training must never see this style.
 
+Wide variety (`variety="wide"`, `--variety wide`): for training that has to transfer. Every
+subject gets a stronger shape warp (1.5-2.5x the coefficients above), a tone curve (gamma
+0.8-1.25), a skin texture of its own (blurred up to 1.2 px or sharpened, per 300 px of face) and a
+recording chain with its own JPEG quality (70-95; half of the SMIC subjects too, kept in their
+BMP files), and every clip's amplitude is multiplied by a log-uniform factor of 0.6-3, so the
+same action units appear from barely visible to several times the base range. Drawn from
+generators of their own: every other draw of the plan stays as it is. The held-out style's
+quality 55 stays below anything the wide variety trains on.
+
 Resolutions (megc2019 profile). CASME II-like: 640x480 colour, as recorded, face 250 px wide.
 SAMM-like: 1020x544 greyscale, half the real 2040x1088 (4x less disk and time); the face is 300
 px wide, the size the amplitude refers to, about what a SAMM face measures at half scale. SMIC-like:
@@ -102,7 +111,7 @@ another CPU; they are rounded to 1/100 px to make that unlikely).
 Command::
 
     python -m modeling_mie.synthetic --out DIR --profile tiny|megc2019 [--seed N] [--workers N]
-        [--head-motion] [--overwrite | --resume]
+        [--head-motion] [--style train|heldout] [--variety base|wide] [--overwrite | --resume]
 """
 
 from __future__ import annotations
@@ -149,6 +158,15 @@ _JPEG_QUALITY = {"casme2": 90, "samm": 85}
 # Rendering styles: "train", the generator's own; "heldout", another kernel, time course and
 # compression, which training never sees (module docstring).
 STYLES = ("train", "heldout")
+# Variety of the training data: "base", the generator's original ranges; "wide", more identity
+# variety and several amplitudes per action unit (module docstring), drawn from generators of
+# their own so that the rest of the plan does not change.
+VARIETIES = ("base", "wide")
+# "wide": each clip's amplitude is the base draw times a log-uniform factor in this range (so the
+# same AUs appear from 0.6x to 3x), and each subject's recording chain compresses at a JPEG
+# quality in this range (SMIC: half the subjects), always above the held-out style's 55.
+_WIDE_AMPLITUDE = (0.6, 3.0)
+_WIDE_JPEG_QUALITY = (70, 95)
 _HELDOUT_JPEG_QUALITY = 55
 _WENDLAND_RADIUS = 2.2  # sigmas
 
@@ -299,6 +317,12 @@ class SyntheticSubject:
         skin_gain, skin_warmth, white_balance, brightness, contrast: colour of skin and picture.
         light_angle, light_strength: linear lighting gradient (direction in rad, gain per face width).
         noise_sigma: sensor noise, grey levels; flicker: illumination flicker amplitude (gain).
+        shape_gain: multiplies the shape warp (1 in the base variety, 1.5-2.5 in the wide one).
+        gamma: tone curve of the picture, out = in ** gamma on 0-1 (1: none).
+        texture: skin detail: < 0 blurs with sigma -texture x 1.2 px per 300 px of face, > 0
+            sharpens (unsharp mask of that amount); 0 leaves the photo's own.
+        jpeg_quality: the subject's recording chain compresses at this quality (None: the
+            database's own, `_JPEG_QUALITY`; SMIC none). The held-out style's 55 overrides it.
     """
 
     database: str
@@ -322,6 +346,10 @@ class SyntheticSubject:
     light_strength: float
     noise_sigma: float
     flicker: float
+    shape_gain: float = 1.0
+    gamma: float = 1.0
+    texture: float = 0.0
+    jpeg_quality: int | None = None
 
 
 @dataclass
@@ -436,6 +464,7 @@ class SyntheticPlan:
     clips: list[SyntheticClip]
     head_motion: bool = False  # every clip has a rigid head motion (`SyntheticClip.head_motion`)
     style: str = "train"  # how every clip is drawn (STYLES)
+    variety: str = "base"  # identity and amplitude ranges (VARIETIES)
 
     def subject_of(self, clip: SyntheticClip) -> SyntheticSubject:
         return self.subjects[f"{clip.database}/{clip.subject}"]
@@ -463,7 +492,7 @@ def _u(rng, low, high) -> float:
 
 
 def plan_synthetic_dataset(
-    profile: str = "tiny", seed: int = 0, head_motion: bool = False, style: str = "train"
+    profile: str = "tiny", seed: int = 0, head_motion: bool = False, style: str = "train", variety: str = "base"
 ) -> SyntheticPlan:
     """Decide every subject and clip of a profile: identities, AUs, timing, nuisances, names.
 
@@ -471,7 +500,9 @@ def plan_synthetic_dataset(
     With `head_motion` every clip (dropped and SMIC non_micro ones too) also gets a rigid head
     motion path (`SyntheticClip.head_motion`), drawn from a generator of its own: every other
     field is the same as without it. `style` ("train" or "heldout") sets how every clip is drawn
-    and changes no draw of the plan either.
+    and changes no draw of the plan either. `variety="wide"` gives every subject a stronger
+    shape warp, a tone curve, a skin texture and a JPEG quality of its own and every clip's
+    amplitude a factor of 0.6-3, from generators of their own: the other fields do not change.
 
     Raises:
         ValueError: unknown profile or style (the message lists the allowed ones).
@@ -480,6 +511,8 @@ def plan_synthetic_dataset(
         raise ValueError(f"Unknown profile {profile!r}; allowed values are {sorted(SYNTHETIC_PROFILES)}.")
     if style not in STYLES:
         raise ValueError(f"Unknown style {style!r}; allowed values are {list(STYLES)}.")
+    if variety not in VARIETIES:
+        raise ValueError(f"Unknown variety {variety!r}; allowed values are {list(VARIETIES)}.")
     subjects: dict[str, SyntheticSubject] = {}
     clips: list[SyntheticClip] = []
     for database in ("casme2", "samm", "smic"):
@@ -489,7 +522,26 @@ def plan_synthetic_dataset(
         clips.extend(db_clips)
     for clip in clips:
         clip.style = style
-    return SyntheticPlan(profile, int(seed), subjects, clips, bool(head_motion), style)
+    if variety == "wide":
+        _widen(subjects, clips, seed)
+    return SyntheticPlan(profile, int(seed), subjects, clips, bool(head_motion), style, variety)
+
+
+def _widen(subjects: dict[str, SyntheticSubject], clips: list[SyntheticClip], seed: int) -> None:
+    """The wide variety, in place: per subject a stronger shape warp, a tone curve, a skin texture
+    and a recording chain's JPEG quality; per clip an amplitude factor. Own generators only."""
+    for key, subject in subjects.items():
+        rng = _rng(seed, "variety", key)
+        subject.shape_gain = round(_u(rng, 1.5, 2.5), 4)
+        subject.gamma = round(math.exp(_u(rng, math.log(0.8), math.log(1.25))), 4)
+        subject.texture = round(_u(rng, -1.0, 1.0), 4)
+        compress = subject.database != "smic" or rng.random() < 0.5
+        quality = int(rng.integers(_WIDE_JPEG_QUALITY[0], _WIDE_JPEG_QUALITY[1] + 1))
+        subject.jpeg_quality = quality if compress else None
+    low, high = (math.log(v) for v in _WIDE_AMPLITUDE)
+    for index, clip in enumerate(clips):
+        rng = _rng(seed, "variety", clip.key, index)
+        clip.amplitude = round(clip.amplitude * math.exp(_u(rng, low, high)), 3)
 
 
 def _plan_subject(database: str, name: str, index: int, spec: dict, seed: int) -> SyntheticSubject:
@@ -1207,7 +1259,8 @@ def _identity_geometry(subject: SyntheticSubject, clip: SyntheticClip, face: Bas
     ax = _axes(d)
     shape_anchors = []
     for coefficient, (points, up, outward, sigma) in zip(subject.shape, _SHAPE_TERMS):
-        shape_anchors += _anchors([(points, 0.03 * ax.width * coefficient, up, outward, sigma)], d, ax)
+        amount = 0.03 * subject.shape_gain * ax.width * coefficient
+        shape_anchors += _anchors([(points, amount, up, outward, sigma)], d, ax)
     # The warp samples the photo at A^-1(x - w(x)); a landmark q therefore lands where
     # p - w(p) = q, found by fixed-point iteration (w is small and smooth).
     p = d.copy()
@@ -1242,6 +1295,12 @@ def _render_base(subject: SyntheticSubject, clip: SyntheticClip, face: BaseFace)
     if upscale > 1.2:
         blurred = cv2.GaussianBlur(image, (0, 0), 0.6 * upscale)
         image = image + min(0.8, 0.4 * (upscale - 1)) * (image - blurred)
+    # the wide variety's skin detail: softer (blur) or crisper (unsharp) than the photo's
+    if subject.texture < 0:
+        image = cv2.GaussianBlur(image, (0, 0), -subject.texture * 1.2 * subject.face_width / 300.0)
+    elif subject.texture > 0:
+        blurred = cv2.GaussianBlur(image, (0, 0), subject.face_width / 300.0)
+        image = image + subject.texture * (image - blurred)
     # skin tone inside a soft face mask (jaw + brows hull, raised to the forehead)
     hull = np.vstack([p[:17], p[26:16:-1] + 0.25 * ax.width * ax.up])
     mask = np.zeros((height, width), np.float32)
@@ -1257,6 +1316,8 @@ def _render_base(subject: SyntheticSubject, clip: SyntheticClip, face: BaseFace)
     image = image * np.clip(gradient, 0.5, 1.5)[:, :, None]
     image = (image - 128) * subject.contrast + 128 * subject.brightness * clip.jitter[2]
     image = np.clip(image, 0, 255).astype(np.float32)
+    if subject.gamma != 1.0:
+        image = 255.0 * (image / 255.0) ** np.float32(subject.gamma)
     if subject.grey:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     return image, p
@@ -1348,14 +1409,20 @@ def render_synthetic_clip(
 
 
 # --------------------------------------------------------------------------- writing
-def _encode(frame: np.ndarray, database: str, style: str = "train") -> bytes:
+def _encode(frame: np.ndarray, database: str, style: str = "train", quality: int | None = None) -> bytes:
+    """One frame as the database stores it. `quality`: the subject's JPEG quality (None: the
+    database's own); the held-out style's overrides it. SMIC keeps BMP files, with a JPEG round
+    trip before when a quality applies."""
     import cv2
 
     if frame.ndim == 3:
         frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-    quality = _HELDOUT_JPEG_QUALITY if style == "heldout" else _JPEG_QUALITY.get(database)
+    if style == "heldout":
+        quality = _HELDOUT_JPEG_QUALITY
+    elif quality is None:
+        quality = _JPEG_QUALITY.get(database)
     if database == "smic":
-        if style == "heldout":  # the held-out style's compression, kept in SMIC's BMP files
+        if quality is not None:  # a compressed recording chain, kept in SMIC's BMP files
             ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
             frame = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         ok, buf = cv2.imencode(".bmp", frame)
@@ -1399,7 +1466,7 @@ def _write_clip(task: tuple) -> tuple[str, list]:
     scratch.mkdir(parents=True)
     base, landmarks = _render_base(subject, clip, face)
     for name, frame in zip(clip.frame_names(), _animate(clip, subject, base, landmarks, True)):
-        (scratch / name).write_bytes(_encode(frame, clip.database, clip.style))
+        (scratch / name).write_bytes(_encode(frame, clip.database, clip.style, subject.jpeg_quality))
     final = out / clip.relative_dir()
     if final.exists():  # frames deleted by hand from a finished clip: it is redone whole
         shutil.rmtree(final)
@@ -1548,7 +1615,8 @@ def _motion_words(head_motion: bool) -> str:
 
 
 def _prepare_output(
-    out: Path, profile: str, seed: int, head_motion: bool, overwrite: bool, resume: bool, style: str = "train"
+    out: Path, profile: str, seed: int, head_motion: bool, overwrite: bool, resume: bool, style: str = "train",
+    variety: str = "base",
 ) -> None:
     if overwrite and resume:
         raise MieInputError("Choose one of overwrite and resume, not both.")
@@ -1566,15 +1634,16 @@ def _prepare_output(
             previous = json.loads(marker.read_text())
             previous.setdefault("head_motion", False)  # folders written before the option had none
             previous.setdefault("style", "train")  # nor the style
+            previous.setdefault("variety", "base")  # nor the variety
             now = {"profile": profile, "seed": int(seed), "head_motion": bool(head_motion), "style": style,
-                   "version": GENERATOR_VERSION}
+                   "variety": variety, "version": GENERATOR_VERSION}
             if {k: previous.get(k) for k in now} != now:
                 raise MieInputError(
                     f"Cannot resume in {out}: it holds profile {previous.get('profile')!r} seed {previous.get('seed')} "
                     f"{_motion_words(previous['head_motion'])} (generator version {previous.get('version')}), style "
-                    f"{previous['style']}, not profile {profile!r} seed {seed} {_motion_words(head_motion)} (version "
-                    f"{GENERATOR_VERSION}), style {style}. "
-                    "Use the same settings (--head-motion or not, --style), or --overwrite to start again."
+                    f"{previous['style']}, variety {previous['variety']}, not profile {profile!r} seed {seed} "
+                    f"{_motion_words(head_motion)} (version {GENERATOR_VERSION}), style {style}, variety {variety}. "
+                    "Use the same settings (--head-motion or not, --style, --variety), or --overwrite to start again."
                 )
         elif overwrite:
             if not ours:
@@ -1593,7 +1662,7 @@ def _prepare_output(
     marker.write_text(
         json.dumps(
             {"generator": "modeling_mie.synthetic", "profile": profile, "seed": int(seed),
-             "head_motion": bool(head_motion), "style": style, "version": GENERATOR_VERSION}
+             "head_motion": bool(head_motion), "style": style, "variety": variety, "version": GENERATOR_VERSION}
         )
         + "\n"
     )
@@ -1618,13 +1687,14 @@ def generate_synthetic_dataset(
     faces: dict[str, BaseFace] | None = None,
     progress: Callable[[SyntheticClip, int, int], None] | None = None,
     style: str = "train",
+    variety: str = "base",
 ) -> SyntheticDataset:
     """Render a whole synthetic dataset into `out` in the layouts of SMIC, CASME II and SAMM.
 
     Args:
         out: output folder; created when missing. A non-empty folder is refused unless
             `overwrite` (only a folder this function wrote is ever deleted) or `resume` (same
-            profile, seed, head_motion and style: complete clip folders are kept, the rest is rendered).
+            profile, seed, head_motion, style and variety: complete clip folders are kept, the rest is rendered).
         profile: a key of `SYNTHETIC_PROFILES` ("tiny": seconds, for tests; "megc2019": the
             442-clip composite with real clip lengths).
         seed: everything random derives from it; the same seed writes the same bytes.
@@ -1632,6 +1702,7 @@ def generate_synthetic_dataset(
             each clip's `head_motion` for `head_motion_course`. The other draws do not change.
         style: "train" or "heldout": how the clips are drawn (module docstring); training must
             never see the held-out style.
+        variety: "base" or "wide": identity and amplitude ranges (`plan_synthetic_dataset`).
         workers: processes rendering clips; None = 1 for small profiles, else all cores. The output
             does not depend on it.
         faces: from `load_base_faces` (detected here when None).
@@ -1647,8 +1718,8 @@ def generate_synthetic_dataset(
     """
     started = time.perf_counter()
     out = Path(out).expanduser().resolve()
-    plan = plan_synthetic_dataset(profile, seed, head_motion, style)
-    _prepare_output(out, profile, seed, head_motion, overwrite, resume, style)
+    plan = plan_synthetic_dataset(profile, seed, head_motion, style, variety)
+    _prepare_output(out, profile, seed, head_motion, overwrite, resume, style, variety)
     faces = faces or load_base_faces()
     todo = [c for c in plan.clips if not _clip_done(out, c)]
     skipped = len(plan.clips) - len(todo)
@@ -1726,6 +1797,7 @@ def _write_manifest(path: Path, plan: SyntheticPlan, landmarks: dict[str, list])
         "seed": plan.seed,
         "head_motion": plan.head_motion,
         "style": plan.style,
+        "variety": plan.variety,
         "roots": dict(DATABASE_ROOTS),
         "ground_truth": GROUND_TRUTH_FILE,
         "fps": dict(DATABASE_FPS),
@@ -1890,6 +1962,15 @@ def parse_args(argv=None) -> argparse.Namespace:
             "transfer (never train on it; use another --seed too)"
         ),
     )
+    parser.add_argument(
+        "--variety",
+        choices=VARIETIES,
+        default="base",
+        help=(
+            "wide: stronger identity transforms (shape, tone curve, skin texture, JPEG quality 70-95 per "
+            "subject) and every clip's amplitude times 0.6-3, for training that transfers"
+        ),
+    )
     parser.add_argument("--picture", default=None, help="also draw one clip (onset, apex, offset, difference) into this PNG")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace a previous synthetic dataset in --out")
@@ -1903,10 +1984,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    plan = plan_synthetic_dataset(args.profile, args.seed, args.head_motion, args.style)
+    plan = plan_synthetic_dataset(args.profile, args.seed, args.head_motion, args.style, args.variety)
     listed = sum(c.megc_row() is not None for c in plan.clips)
     workers = args.workers or default_workers(plan)
     motion = (", head motion" if args.head_motion else "") + (", held-out style" if args.style == "heldout" else "")
+    motion += ", wide variety" if args.variety == "wide" else ""
     print(
         f"mie synthetic: profile {args.profile}, seed {args.seed}{motion}: {len(plan.clips)} clips ({listed} in the MEGC list), "
         f"{len(plan.subjects)} subjects, {plan.total_frames} frames -> {args.out} ({workers} workers)",
@@ -1924,7 +2006,7 @@ def main(argv=None) -> int:
     try:
         result = generate_synthetic_dataset(
             args.out, args.profile, args.seed, workers=workers, overwrite=args.overwrite, resume=args.resume,
-            head_motion=args.head_motion, progress=progress, style=args.style,
+            head_motion=args.head_motion, progress=progress, style=args.style, variety=args.variety,
         )
     except MieInputError as err:
         bar.close()

@@ -573,6 +573,56 @@ def test_a_heldout_dataset_says_so_and_resumes_only_as_such(base_faces, tmp_path
     assert main(["--out", str(out), "--profile", "tiny", "--seed", "1", "--style", "heldout", "--resume"]) == 0
 
 
+# ----------------------------------------------------------------------------- wide variety
+def test_the_wide_variety_widens_identities_and_amplitudes_and_nothing_else(base_faces):
+    base = plan_synthetic_dataset("megc2019", 0, head_motion=True)
+    wide = plan_synthetic_dataset("megc2019", 0, head_motion=True, variety="wide")
+    assert wide.variety == "wide" and base.variety == "base"
+    with pytest.raises(ValueError, match="Unknown variety 'odd'"):
+        plan_synthetic_dataset("tiny", 0, variety="odd")
+    # every other draw is the same
+    for a, b in zip(wide.clips, base.clips):
+        assert dataclasses.replace(a, amplitude=b.amplitude) == b
+    identity = ("shape_gain", "gamma", "texture", "jpeg_quality")
+    for key, subject in wide.subjects.items():
+        assert dataclasses.replace(subject, **{f: getattr(base.subjects[key], f) for f in identity}) == base.subjects[key]
+    # the same AUs at several amplitudes: 0.6x to 3x the base draw, spread over the range
+    ratios = np.array([a.amplitude / b.amplitude for a, b in zip(wide.clips, base.clips)])
+    assert 0.59 < ratios.min() < 0.75 and 2.5 < ratios.max() < 3.01 and 1.0 < np.median(ratios) < 1.8
+    subjects = list(wide.subjects.values())
+    assert all(1.5 <= s.shape_gain <= 2.5 and 0.8 <= s.gamma <= 1.25 and -1 <= s.texture <= 1 for s in subjects)
+    qualities = [s.jpeg_quality for s in subjects if s.database != "smic"]
+    assert all(70 <= q <= 95 for q in qualities) and len(set(qualities)) > 10  # always above the held-out 55
+    smic = [s.jpeg_quality for s in subjects if s.database == "smic"]
+    assert None in smic and any(q is not None for q in smic)  # half of SMIC's subjects compressed
+    # and it shows: the same subject's neutral face differs in shape and tone
+    subject = next(s for s in subjects if s.database == "casme2" and abs(s.gamma - 1) > 0.1)
+    clip = next(c for c in wide.clips if c.database == subject.database and c.subject == subject.subject)
+    plain, d_plain = render_synthetic_clip(base, clip.key, base_faces, nuisances=False)
+    varied, d_varied = render_synthetic_clip(wide, clip.key, base_faces, nuisances=False)
+    assert np.abs(d_plain - d_varied).max() > 1.0  # a stronger shape warp moves the landmarks
+    assert abs(float(plain[0].mean()) - float(varied[0].mean())) > 2  # the tone curve changes the grey levels
+    # a quality of its own: a SMIC frame of a compressed subject goes through JPEG, of another not
+    frame = plain[0]
+    lossy = cv2.imdecode(np.frombuffer(encode_frame(frame, "smic", "train", 70), np.uint8), cv2.IMREAD_COLOR)
+    assert not np.array_equal(lossy[..., ::-1], frame)
+    # the held-out style's compression overrides a subject's
+    assert encode_frame(frame, "casme2", "heldout", 95) == encode_frame(frame, "casme2", "heldout")
+
+
+def test_a_wide_dataset_says_so_and_resumes_only_as_such(base_faces, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("modeling_mie.synthetic.load_base_faces", lambda *a, **k: base_faces)
+    out = tmp_path / "wide"
+    assert main(["--out", str(out), "--profile", "tiny", "--variety", "wide"]) == 0
+    assert "wide variety" in capsys.readouterr().out
+    assert json.loads((out / MARKER_FILE).read_text())["variety"] == "wide"
+    manifest = read_synthetic_manifest(out)
+    assert manifest["variety"] == "wide" and all("gamma" in s for s in manifest["subjects"])
+    assert main(["--out", str(out), "--profile", "tiny", "--resume"]) == 2
+    assert "variety wide" in capsys.readouterr().err
+    assert main(["--out", str(out), "--profile", "tiny", "--variety", "wide", "--resume"]) == 0
+
+
 # ----------------------------------------------------------------------------- locality, signal
 def _energies(frames, clip, dlib68):
     """Mean squared apex-onset difference inside the clip's AU regions and outside them."""
