@@ -37,8 +37,9 @@ from .errors import MieInputError
 logger = logging.getLogger(__name__)
 
 # Bumped when what a clip file holds changes; part of the settings key. 2: the processor follows
-# the face, and a clip file keeps only the frames where it was usable (`kept_frames`).
-CACHE_FORMAT = "2"
+# the face, and a clip file keeps only the frames where it was usable (`kept_frames`). 3: a clip
+# file also keeps its motion peak (flow crops are stored divided by it).
+CACHE_FORMAT = "3"
 
 SPANS = ("onset_offset", "clip")
 
@@ -73,6 +74,8 @@ def crop_features(num_regions: int, num_channels: int, crop_size: tuple[int, int
         landmark_frame (int32): index into the selected frames the landmarks came from (the
             reference: the first with a usable face).
         num_faces (int32): most faces the detector saw in one frame.
+        motion_peak (float32): flow crops: the clip's motion peak in canvas px, which its flow
+            was divided by (`modeling_mie.flow`); NaN for grey crops.
         kept_frames (list[int32]): positions, among the selected frames, of the stored frames:
             those where the processor found the face usable (frames before the face appears,
             after it leaves, or where it is lost, turned or occluded are not stored).
@@ -92,6 +95,7 @@ def crop_features(num_regions: int, num_channels: int, crop_size: tuple[int, int
             "landmarks_dlib68": Array2D(shape=(68, 2), dtype="float32"),
             "landmark_frame": Value("int32"),
             "num_faces": Value("int32"),
+            "motion_peak": Value("float32"),
             "kept_frames": List(Value("int32")),
             "face_summary": Value("string"),
             "processor_notes": Value("string"),
@@ -232,6 +236,7 @@ def _process_clip(task: dict, processor=None) -> dict:
         "landmarks_dlib68": np.asarray(result["landmarks_dlib68"][0], np.float32),
         "landmark_frame": int(result["landmark_frame"][0]),
         "num_faces": int(result["num_faces"][0]),
+        "motion_peak": float(result["motion_peak"][0]),
         "kept_frames": positions.astype(np.int64).tolist(),
         "face_summary": str(result["face_track"][0]["summary"]),
         "processor_notes": str(result["notes"][0]),

@@ -112,12 +112,23 @@ def test_build_stores_uint8_crops_and_reports_faceless_clips(dataset, processor,
     assert row["frame_indices"] == [0, 1, 2, 3, 4] and row["num_frames"] == 5 and row["source_num_frames"] == 5
     assert np.asarray(row["region_boxes"]).shape == (6, 4) and np.asarray(row["landmarks_dlib68"]).shape == (68, 2)
     assert row["num_faces"] == 1 and row["landmark_frame"] == 0
+    assert np.isnan(row["motion_peak"])  # grey crops have no motion peak
     # one file per clip, one failure record
     root = cached.cache_path
     assert len(list((root / "clips").glob("*.arrow"))) == 3 and len(list((root / "failed").glob("*.json"))) == 1
     assert (root / "settings.json").is_file()
     with pytest.raises(MieInputError, match="1 of 4 clips could not be cropped.*EP09_09.*No face"):
         build_region_cache(dataset, processor, tmp_path / "cache", progress=False, strict=True)
+
+
+def test_flow_crops_keep_the_peak_they_were_divided_by(dataset, tmp_path):
+    flow = MieProcessor.from_config(MieConfig.from_preset("flow"))
+    cached = build_region_cache(dataset, flow, tmp_path / "cache", progress=False)
+    row = cached[0]
+    direct = flow(row["frames"], do_rescale=False)
+    np.testing.assert_array_equal(row["pixel_values"], direct["pixel_values"][0])
+    assert row["motion_peak"] == pytest.approx(float(direct["motion_peak"][0]), rel=1e-6)
+    assert np.isfinite(row["motion_peak"])
 
 
 def test_resume_after_a_kill(dataset, processor, tmp_path, monkeypatch):

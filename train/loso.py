@@ -262,6 +262,7 @@ def main(args) -> int:
 def train_final_model(args, config, schedule, data, summary, output_dir: Path, threads: int) -> Path:
     """One model on every subject: the published checkpoint (the LOSO figures describe how the
     method generalises to new people; this model is trained with the same settings on all)."""
+    import numpy as np
     import torch
 
     from modeling_mie.hub import render_model_card, validate_model_folder
@@ -279,6 +280,10 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
     outcome = train_model(config, clips, schedule, fold_seed(args.seed, "final"))
     # calibrated confidence: the temperature fitted on the run's out-of-fold predictions
     outcome.model.config.temperature = round(float(summary["calibration"]["temperature"]), 4)
+    # how far the training clips moved (flow models): the app's "large movement" check compares with it
+    peaks = np.array([r.get("motion_peak", np.nan) for r in data.rows], np.float64)
+    if np.isfinite(peaks).any():
+        outcome.model.config.trained_motion_peak = round(float(np.nanpercentile(peaks, 99)), 3)
     tmp_dir = output_dir / f".{MODEL_DIR}.partial"
     if tmp_dir.exists():
         import shutil
