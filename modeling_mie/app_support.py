@@ -38,6 +38,13 @@ _SYNTHETIC_SENTENCE = re.compile(r"trained on\s+\W*synthetic", re.IGNORECASE)
 # The activity plot's series for the stretches of a clip the model did not read as the face.
 NO_FACE_SERIES = "no usable face (not read)"
 
+# Below this probability of its most probable class the app answers "uncertain" (the
+# probabilities of a calibrated model say how often it is right: below 0.6 it is wrong at least
+# 40 % of the time). Above `LARGE_MOTION_FACTOR` times the motion the model was trained on
+# (`MieConfig.trained_motion_peak`, flow models) it answers "large movement" instead of a class.
+UNCERTAIN_BELOW = 0.6
+LARGE_MOTION_FACTOR = 3.0
+
 SYNTHETIC_WARNING = (
     "It was trained on synthetic clips (two public-domain photos animated with small, "
     "action-unit-like movements), so it is not a real micro-expression recogniser: its answers "
@@ -119,6 +126,9 @@ class MieDemoResult:
             from the first frame the model read; NaN rows for frames it did not read (no usable
             face there).
         summary: one sentence: the answer and what was read.
+        verdict: "class" (a confident class), "uncertain" (no class reaches the threshold) or
+            "large movement" (far more motion than the model was trained on: a macro-expression).
+        motion_peak: the clip's motion peak, canvas px (flow models; NaN otherwise).
         face: one line on the face track, e.g. "face found from 1.20 s; head turned up to 14 deg;
             aligned".
         face_lost: [(start s, end s, why)] stretches of the clip without a usable face after it was
@@ -138,6 +148,8 @@ class MieDemoResult:
     region_activity: np.ndarray
     summary: str
     provenance: str
+    verdict: str = "class"
+    motion_peak: float = float("nan")
     face: str = ""
     face_lost: list[tuple[float, float, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -244,6 +256,9 @@ class MieDemo:
         warm_up: create the face landmarker and run the model once now, so that a missing
             landmarker model fails at start (not on every upload) and the first visitor does not
             wait for MediaPipe's and torch's first-call set-up.
+        uncertain_below: below this probability of the top class the answer is "uncertain".
+        large_motion_factor: a clip moving more than this times the model's
+            `trained_motion_peak` gets "large movement" instead of a class.
 
     Raises:
         MieInputError: the model cannot be loaded (the message says what to give instead).
@@ -257,10 +272,18 @@ class MieDemo:
         face_landmarker_path=None,
         display_name: str | None = None,
         warm_up: bool = True,
+        uncertain_below: float = UNCERTAIN_BELOW,
+        large_motion_factor: float = LARGE_MOTION_FACTOR,
     ):
         from .modeling_mie import MieForVideoClassification
         from .processing_mie import MieProcessor
 
+        if not 0 < uncertain_below <= 1:
+            raise ValueError(f"uncertain_below must be in (0, 1], got {uncertain_below!r}.")
+        if not large_motion_factor > 0:
+            raise ValueError(f"large_motion_factor must be positive, got {large_motion_factor!r}.")
+        self.uncertain_below = float(uncertain_below)
+        self.large_motion_factor = float(large_motion_factor)
         self.model_id = str(model)
         self.display_name = display_name or self.model_id
         self.limits = limits or AppLimits()
@@ -482,7 +505,14 @@ class MieDemo:
             h, w = sizes[r]
             peak = int(explanation.peak_frames[r])
             crop = pixel_values[peak, r, :, :h, :w].permute(1, 2, 0).numpy()  # (h, w, C) in [0, 1]
-            crop = _upscale(np.clip(crop * 255.0 + 0.5, 0, 255).astype(np.uint8), factor, smooth=True)
+            if config.input_mode == "flow":  # u, v, magnitude codes -> a colour picture of the flow
+                from .flow import decode_flow
+                from .visualize import flow_to_rgb
+
+                crop = flow_to_rgb(decode_flow(crop)[..., :2], scale=1.0)  # flow is stored divided by its peak
+            else:
+                crop = np.clip(crop * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            crop = _upscale(crop, factor, smooth=True)
             heat = _upscale(explanation.heatmaps[r, :h, :w].astype(np.float32), factor, smooth=True)
             when = f"{times[peak]:.2f} s" if has_fps else f"frame {int(positions[peak])}"
             caption = f"{pretty_region(region)} {importance[r]:.0%}, {when}"  # ~25 characters fit a tile
@@ -492,10 +522,15 @@ class MieDemo:
         predicted = explanation.label_names[explanation.predicted]
         top = max(range(len(names)), key=lambda i: importance[i])
         duration = f"{source_frames / fps:.2f} s at {fps:.4g} fps" if has_fps else "frame rate unknown"
+        peak_value = inputs.get("motion_peak")
+        motion_peak = float(peak_value[0]) if peak_value is not None else float("nan")
+        verdict, headline = answer_verdict(
+            probabilities, motion_peak, getattr(config, "trained_motion_peak", None),
+            self.uncertain_below, self.large_motion_factor,
+        )
         summary = (
-            f"**{predicted}** ({probabilities[predicted]:.0%}); most evidence from the "
-            f"**{pretty_region(names[top])}** ({importance[top]:.0%}). Read {source_frames} frames "
-            f"({duration}); the model saw {read} of them."
+            f"{headline}; most evidence from the **{pretty_region(names[top])}** ({importance[top]:.0%}). "
+            f"Read {source_frames} frames ({duration}); the model saw {read} of them."
         )
         face = track["summary"][0].upper() + track["summary"][1:] + "."
         notes = [n for n in str(inputs["notes"][0]).split("; ") if n]
@@ -516,6 +551,8 @@ class MieDemo:
             region_activity=np.asarray(explanation.region_activity, np.float32),
             summary=summary,
             provenance=self.provenance,
+            verdict=verdict,
+            motion_peak=motion_peak,
             face=face,
             face_lost=lost,
             notes=[_strip_path(n, path, name) for n in notes],
@@ -523,6 +560,35 @@ class MieDemo:
 
 
 # ------------------------------------------------------------------------------ helpers
+def answer_verdict(
+    probabilities: dict[str, float],
+    motion_peak: float,
+    trained_motion_peak: float | None,
+    uncertain_below: float = UNCERTAIN_BELOW,
+    large_motion_factor: float = LARGE_MOTION_FACTOR,
+) -> tuple[str, str]:
+    """What the app answers, as (verdict, Markdown headline).
+
+    "large movement" when the clip moved more than `large_motion_factor` times the training
+    clips' motion (both known: flow models); else "uncertain" when the top probability is below
+    `uncertain_below`; else "class". The headline always names the most probable class.
+    """
+    predicted = max(probabilities, key=probabilities.get)
+    p = probabilities[predicted]
+    if trained_motion_peak and math.isfinite(motion_peak) and motion_peak > large_motion_factor * trained_motion_peak:
+        ratio = motion_peak / trained_motion_peak
+        return "large movement", (
+            f"**Large movement: this looks like a macro-expression**, not a micro-expression: the face moved "
+            f"{ratio:.0f}x more than the clips the model learned from. Nearest class: {predicted} ({p:.0%}), "
+            "which means little this far outside its training"
+        )
+    if p < uncertain_below:
+        ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])
+        spread = ", ".join(f"{k} {v:.0%}" for k, v in ranked)
+        return "uncertain", f"**Uncertain**: no class reaches {uncertain_below:.0%} ({spread})"
+    return "class", f"**{predicted}** ({p:.0%})"
+
+
 def _video_header(path: Path) -> dict | None:
     """fps, frame count and size from the container header, or None when OpenCV cannot open it
     or decode its first frame (a renamed text file opens on some backends, then yields nothing)."""

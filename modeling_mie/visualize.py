@@ -168,6 +168,22 @@ def draw_regions(
     return np.ascontiguousarray(picture)
 
 
+def flow_to_rgb(flow: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """(h, w, 2) flow (u, v) -> (h, w, 3) uint8 RGB in the usual optical-flow colour code: the
+    hue is the direction (right red, down yellow-green, left cyan, up violet), the saturation the
+    length over `scale` (default: the field's largest length), white where nothing moves."""
+    cv2 = _require_cv2()
+    flow = np.asarray(flow, np.float32)
+    length = np.hypot(flow[..., 0], flow[..., 1])
+    scale = float(length.max()) if scale is None else float(scale)
+    angle = (np.degrees(np.arctan2(flow[..., 1], flow[..., 0])) % 360.0) / 2.0  # OpenCV hue: 0-180
+    hsv = np.empty(flow.shape[:2] + (3,), np.uint8)
+    hsv[..., 0] = np.round(angle).astype(np.uint8) % 180
+    hsv[..., 1] = np.clip(255.0 * length / scale, 0, 255).astype(np.uint8) if scale > 0 else 0
+    hsv[..., 2] = 255
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
 def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an RGB (or grey) image as PNG, creating the folder; returns the path."""
     cv2 = _require_cv2()
@@ -179,4 +195,4 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["REGION_COLORS", "draw_regions", "save_png", "score_colors"]
+__all__ = ["REGION_COLORS", "draw_regions", "flow_to_rgb", "save_png", "score_colors"]

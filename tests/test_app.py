@@ -76,7 +76,11 @@ def check_result(out, expected_frames: int | None = None):
     assert set(probabilities) == LABELS
     assert math.isclose(sum(probabilities.values()), 1.0, abs_tol=1e-4)
     assert label["label"] == max(probabilities, key=probabilities.get)
-    assert f"**{label['label']}**" in summary
+    # a confident class names it in bold; otherwise the app says why it gives none
+    assert (
+        f"**{label['label']}**" in summary or summary.startswith("**Uncertain**")
+        or summary.startswith("**Large movement")
+    ), summary
     assert re.search(r"Face (from the first frame|found from [\d.]+ s);.*aligned\.", summary), summary  # the face track
     assert regions  # the annotated first frame (a served file)
     assert len(heatmaps) == 6
@@ -268,3 +272,38 @@ def test_model_card_flags_synthetic_training():
     card = (require_bundled_checkpoint() / "README.md").read_text(encoding="utf-8")
     assert card_says_synthetic(card)
     assert not card_says_synthetic("---\ntags:\n- micro-expression\n---\n# a model trained on CASME II\n")
+
+
+def test_the_verdict_is_a_class_uncertain_or_a_large_movement():
+    from modeling_mie.app_support import answer_verdict
+
+    confident = {"negative": 0.1, "positive": 0.8, "surprise": 0.1}
+    torn = {"negative": 0.45, "positive": 0.40, "surprise": 0.15}
+    assert answer_verdict(confident, float("nan"), None) == ("class", "**positive** (80%)")
+    verdict, headline = answer_verdict(torn, float("nan"), None)
+    assert verdict == "uncertain" and "negative 45%, positive 40%, surprise 15%" in headline
+    assert answer_verdict(torn, float("nan"), None, uncertain_below=0.4)[0] == "class"
+    # motion far above what the model learned from wins over any probability
+    verdict, headline = answer_verdict(confident, 40.0, 4.0)
+    assert verdict == "large movement" and "10x" in headline and "positive (80%)" in headline
+    assert answer_verdict(confident, 11.0, 4.0)[0] == "class"  # under 3x: still read as a micro-expression
+    assert answer_verdict(confident, 11.0, 4.0, large_motion_factor=2.0)[0] == "large movement"
+    # a grey-level model knows neither number
+    assert answer_verdict(confident, float("nan"), 4.0)[0] == "class"
+
+
+def test_flow_pictures_code_direction_as_hue_and_no_motion_as_white():
+    from modeling_mie.visualize import flow_to_rgb
+
+    flow = np.zeros((2, 3, 2), np.float32)
+    flow[0, 0] = (1, 0)  # right: red
+    flow[0, 1] = (-1, 0)  # left: cyan
+    flow[0, 2] = (0, 0.5)  # down, half length: a pale yellow-green
+    rgb = flow_to_rgb(flow, scale=1.0).astype(int)
+    assert rgb[1].min() == 255  # no motion: white
+    r, g, b = rgb[0, 0]
+    assert r == 255 and g < 10 and b < 10
+    r, g, b = rgb[0, 1]
+    assert r < 10 and g == 255 and b == 255
+    r, g, b = rgb[0, 2]
+    assert 100 < b < 160 and g == 255  # half saturated
