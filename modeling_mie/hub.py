@@ -251,6 +251,38 @@ def render_model_card(
 
 
 # ---------------------------------------------------------------------------------- folder checks
+_CARD_SECTION = "<!-- mie-evaluation:{key} -->"
+_CARD_SECTION_END = "<!-- /mie-evaluation:{key} -->"
+
+
+def record_card_evaluation(model_dir: str | os.PathLike, key: str, text: str) -> Path:
+    """Put (or replace) one evaluation paragraph in a model folder's card (README.md), under its
+    LOSO figures: e.g. the score on a held-out style (`train/evaluate.py --card`) or on the
+    real-expression set (`python -m modeling_mie.real_eval --card`). The paragraph is fenced by
+    HTML comments named `key`, so running the evaluation again replaces it.
+
+    Raises:
+        MieInputError: the folder has no README.md (not a model folder written by train/loso.py).
+    """
+    from .errors import MieInputError
+
+    card = Path(model_dir) / "README.md"
+    if not card.is_file():
+        raise MieInputError(f"{model_dir} has no model card (README.md) to record the evaluation in; pass a model folder written by train/loso.py.")
+    content = card.read_text(encoding="utf-8")
+    start, end = _CARD_SECTION.format(key=key), _CARD_SECTION_END.format(key=key)
+    block = f"{start}\n{text.strip()}\n{end}\n"
+    if start in content and end in content:
+        before, rest = content.split(start, 1)
+        content = before + block.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        anchors = ("Published results on the real MEGC 2019", "## Data")
+        at = next((content.index(a) for a in anchors if a in content), len(content))
+        content = content[:at] + block + "\n" + content[at:]
+    card.write_text(content, encoding="utf-8")
+    return card
+
+
 def _relative_imports(path: Path) -> list[str]:
     """Module names a code file imports as `from .name import ...` (what remote code copies)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))

@@ -133,6 +133,14 @@ def prepare_data(
 _CLIP_CACHE: dict[tuple, list[ClipTensors]] = {}
 
 
+def trained_motion_peak(rows: Sequence[dict]) -> float | None:
+    """The 99th percentile of the rows' motion peaks (canvas px; flow caches store one per clip),
+    rounded to 1/1000 px: what a flow model trained on them has seen move. None without peaks."""
+    peaks = np.array([r.get("motion_peak", np.nan) for r in rows], np.float64)
+    peaks = peaks[np.isfinite(peaks)]
+    return round(float(np.percentile(peaks, 99)), 3) if len(peaks) else None
+
+
 def load_clip_tensors(cache_path: str, rows: Sequence[dict], config: MieConfig, use_action_units: bool = True) -> list[ClipTensors]:
     """The cached crops of `rows` as `ClipTensors` (kept per process: folds of one worker share them)."""
     from .cache import read_cached_crops

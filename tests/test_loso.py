@@ -99,6 +99,15 @@ def test_final_model_folder_is_hub_ready_and_loads(full_run):
     assert model.temporal.feature_std.ne(1).any()  # stage 2 fitted its standardisation
     # its confidence is calibrated on the run's out-of-fold predictions
     assert model.config.temperature == pytest.approx(results["calibration"]["temperature"], abs=1e-4)
+    assert model.config.trained_motion_peak is None  # grey crops: no motion peak to compare with
+
+
+def test_a_flow_model_records_how_far_its_training_clips_moved():
+    from modeling_mie.loso import trained_motion_peak
+
+    rows = [{"motion_peak": float(v)} for v in range(1, 101)] + [{"motion_peak": float("nan")}]
+    assert trained_motion_peak(rows) == pytest.approx(99.01)
+    assert trained_motion_peak([{"motion_peak": float("nan")}, {}]) is None
 
 
 def test_resume_skips_finished_folds_and_redoes_a_lost_one(full_run, synthetic_tiny):
@@ -195,6 +204,21 @@ def test_evaluate_scores_a_trained_model_on_a_dataset(full_run, synthetic_tiny, 
     assert len(truth) == 30
     assert record["scores"]["full"]["uf1"] == pytest.approx(uf1(truth, predicted))
     assert record["scores"]["full"]["uar"] == pytest.approx(uar(truth, predicted))
+    # --card records the scores in the model's card, under the LOSO table; again replaces them
+    import shutil
+
+    model_copy = tmp_path / "model"
+    shutil.copytree(out / "model", model_copy)
+    for _ in range(2):
+        carded = subprocess.run(
+            [sys.executable, str(REPO / "train" / "evaluate.py"), "--model", str(model_copy),
+             "--dataset", f"synthetic={synthetic_tiny.root}", "--cache-dir", str(cache), "--card"],
+            capture_output=True, text=True, env=env, timeout=900,
+        )
+        assert carded.returncode == 0, carded.stderr[-4000:]
+    card = (model_copy / "README.md").read_text()
+    line = f"UF1 {record['scores']['full']['uf1']:.4f} / UAR {record['scores']['full']['uar']:.4f} over 30 clips"
+    assert card.count(line) == 1 and card.index("| full |") < card.index(line) < card.index("## Data")
     bad = subprocess.run(
         [sys.executable, str(REPO / "train" / "evaluate.py"), "--model", str(tmp_path / "none"),
          "--dataset", f"synthetic={synthetic_tiny.root}", "--cache-dir", str(cache)],

@@ -74,6 +74,33 @@ def test_scoring_reports_every_segment_and_the_accuracies(tmp_path, real_videos,
     assert result["num_expressions"] == 2
 
 
+def test_a_flow_model_calls_a_real_smile_a_large_movement_and_the_card_records_it(tmp_path, real_videos, capsys):
+    model = _saved_model(tmp_path / "model", "flow")
+    path = tmp_path / "set.csv"
+    path.write_text(",".join(COLUMNS) + "\n" "single_face.mp4,0,40,71,positive,smile,a broad smile\n")
+    # unknown training motion: the verdict can only come from the probabilities
+    row = score(model, read_segments(path), real_videos)["segments"][0]
+    assert row["verdict"] in ("class", "uncertain") and row["motion_peak"] > 10
+    config = MieConfig.from_pretrained(model)
+    config.trained_motion_peak = 2.0  # as a model trained on micro-expressions of a few px records it
+    config.save_pretrained(model)
+    card = tmp_path / "model" / "README.md"
+    card.write_text("# a model\n\n## Evaluation\n\nLOSO table\n\n## Data\n\nsynthetic\n")
+    args = ["--model", model, "--csv", str(path), "--footage", str(real_videos), "--card"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "the app says: large movement" in out
+    text = card.read_text()
+    assert "1 of 1 segments right" in text or "0 of 1 segments right" in text
+    assert "calls 1 of them a large movement" in text and text.index("LOSO table") < text.index("real_eval") < text.index("## Data")
+    assert main(args) == 0  # again: the paragraph is replaced, not repeated
+    assert card.read_text().count("mie-evaluation:real-expressions -->") == 2  # its opening and closing fence
+    (tmp_path / "bare").mkdir()
+    _saved_model(tmp_path / "bare", "flow")
+    assert main(["--model", str(tmp_path / "bare"), "--csv", str(path), "--footage", str(real_videos), "--card"]) == 2
+    assert "has no model card" in capsys.readouterr().err
+
+
 def test_the_command_says_what_is_wrong(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "nowhere")]) == 2
     assert "error:" in capsys.readouterr().err

@@ -1,13 +1,14 @@
 """Score a trained model on a labelled dataset it was not trained on (UF1 / UAR, MEGC 2019).
 
     python train/evaluate.py --model runs/synthetic/model --dataset synthetic=data/synthetic-heldout \\
-        [--megc2019] [--cache-dir DIR] [--output results.json]
+        [--megc2019] [--cache-dir DIR] [--output results.json] [--card]
 
 The dataset is read and cropped as `train/loso.py` reads it (same loaders, same region cache,
 the model's own geometry and input), every clip is predicted with the frames chosen as in
 training (the processor's saved `num_frames`), and UF1 / UAR are printed for the whole set and
 each database. Use it for data kept apart from training: a held-out synthetic style
-(`python -m modeling_mie.synthetic --style heldout --seed 1`), or another database.
+(`python -m modeling_mie.synthetic --style heldout --seed 1`), or another database. `--card`
+also records the scores in the model folder's card (README.md), under its LOSO figures.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=None, help="region cache (default: the user cache)")
     parser.add_argument("--workers", type=int, default=1, help="processes cropping clips into the cache")
     parser.add_argument("--output", type=Path, default=None, help="also write the scores and predictions as JSON")
+    parser.add_argument("--card", action="store_true", help="record the scores in the model folder's card (README.md)")
     return parser.parse_args(argv)
 
 
@@ -101,6 +103,18 @@ def _run(args) -> int:
             ],
         }
         args.output.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    if args.card:
+        from modeling_mie.hub import record_card_evaluation
+
+        parts = ", ".join(
+            f"{name} {scores[name]['uf1']:.4f} / {scores[name]['uar']:.4f}" for name in scores if name != "full"
+        )
+        command = " ".join(["python", "train/evaluate.py", *sys.argv[1:]])
+        text = (
+            f"On data kept apart from training, {data.description}: UF1 {scores['full']['uf1']:.4f} / UAR "
+            f"{scores['full']['uar']:.4f} over {len(clips)} clips (per database, UF1 / UAR: {parts}). Command: `{command}`."
+        )
+        print(f"recorded in {record_card_evaluation(args.model, 'dataset:' + data.description[-60:], text)}")
     print(f"done in {time.time() - start:.0f} s")
     return 0
 

@@ -262,11 +262,10 @@ def main(args) -> int:
 def train_final_model(args, config, schedule, data, summary, output_dir: Path, threads: int) -> Path:
     """One model on every subject: the published checkpoint (the LOSO figures describe how the
     method generalises to new people; this model is trained with the same settings on all)."""
-    import numpy as np
     import torch
 
     from modeling_mie.hub import render_model_card, validate_model_folder
-    from modeling_mie.loso import MODEL_DIR, load_clip_tensors
+    from modeling_mie.loso import MODEL_DIR, load_clip_tensors, trained_motion_peak
     from modeling_mie.processing_mie import MieProcessor
     from modeling_mie.training import fold_seed, train_model
 
@@ -281,9 +280,7 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
     # calibrated confidence: the temperature fitted on the run's out-of-fold predictions
     outcome.model.config.temperature = round(float(summary["calibration"]["temperature"]), 4)
     # how far the training clips moved (flow models): the app's "large movement" check compares with it
-    peaks = np.array([r.get("motion_peak", np.nan) for r in data.rows], np.float64)
-    if np.isfinite(peaks).any():
-        outcome.model.config.trained_motion_peak = round(float(np.nanpercentile(peaks, 99)), 3)
+    outcome.model.config.trained_motion_peak = trained_motion_peak(data.rows)
     tmp_dir = output_dir / f".{MODEL_DIR}.partial"
     if tmp_dir.exists():
         import shutil
