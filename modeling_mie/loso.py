@@ -183,6 +183,8 @@ class FoldSpec:
     threads: int
     use_action_units: bool = True
     show_progress: bool = False
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N" (resolved by the command; `modeling_mie.devices`)
+    precision: str = "fp32"  # "fp32", "tf32" or "bf16"
 
 
 def fold_file(output_dir: Path, key: str) -> Path:
@@ -195,7 +197,10 @@ def run_fold(spec: FoldSpec) -> dict:
     The file is written atomically at the end: a fold killed midway leaves nothing, and a
     finished fold is never redone by `--resume`.
     """
+    from .devices import describe_device, resolve_device
+
     torch.set_num_threads(max(1, spec.threads))
+    device = resolve_device(spec.device)
     config = MieConfig.from_dict(spec.config)
     schedule = TrainingSchedule(**spec.schedule)
     clips = load_clip_tensors(spec.cache_path, spec.rows, config, spec.use_action_units)
@@ -206,7 +211,10 @@ def run_fold(spec: FoldSpec) -> dict:
     progress = _stage_bars(spec.key) if spec.show_progress else None
     start = time.perf_counter()
     try:
-        outcome = train_model(config, train, schedule, fold_seed(spec.seed, spec.key), progress, test_clips=test)
+        outcome = train_model(
+            config, train, schedule, fold_seed(spec.seed, spec.key), progress, test_clips=test,
+            device=device, precision=spec.precision,
+        )
     finally:
         if progress is not None:
             progress.close()
@@ -216,6 +224,7 @@ def run_fold(spec: FoldSpec) -> dict:
         "database": test[0].database,
         "list_subject": test[0].list_subject,
         "seed": fold_seed(spec.seed, spec.key),
+        "device": describe_device(device, spec.precision),
         "train_clips": len(train),
         "test_clips": len(test),
         # the proof of an honest fold: the subjects whose clips each stage read
@@ -310,7 +319,9 @@ def run_folds(
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        # spawn: a fresh interpreter per worker, safe with torch's and MediaPipe's threads
+        specs = spread_over_gpus(specs)
+        # spawn: a fresh interpreter per worker, safe with torch's and MediaPipe's threads (and
+        # the only start method CUDA allows in a child)
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             pending = {pool.submit(run_fold, spec) for spec in specs}
             while pending:
@@ -320,6 +331,19 @@ def run_folds(
     return [results[s.key] for s in specs]
 
 
+def spread_over_gpus(specs: Sequence[FoldSpec]) -> list[FoldSpec]:
+    """Folds for local worker processes: with `device` "cuda" (no index) and several GPUs visible,
+    fold i goes to cuda:(i mod GPUs); otherwise unchanged. Workers on one GPU share it: each
+    process holds its own CUDA context (a few hundred MB) and its fold's clips
+    (`devices.stage_tensor` moves them whole only while they fit a share of the free memory)."""
+    from dataclasses import replace
+
+    if not specs or specs[0].device != "cuda" or not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return list(specs)
+    count = torch.cuda.device_count()
+    return [replace(spec, device=f"cuda:{i % count}") for i, spec in enumerate(specs)]
+
+
 def _run_with_ray(specs: Sequence[FoldSpec], address: str, done: Callable[[dict], None]) -> None:
     try:
         import ray
@@ -327,6 +351,8 @@ def _run_with_ray(specs: Sequence[FoldSpec], address: str, done: Callable[[dict]
         raise MieInputError(
             "--ray needs Ray: pip install 'modeling_mie[ray]' (or 'ray>=2.30') on this machine and every node."
         ) from err
+    from dataclasses import replace
+
     started_here = not ray.is_initialized()
     if started_here:
         # "local" starts a Ray instance on this machine; any other value is a cluster address
@@ -336,7 +362,15 @@ def _run_with_ray(specs: Sequence[FoldSpec], address: str, done: Callable[[dict]
             ray.init(address=address, log_to_driver=False)
     try:
         remote = ray.remote(run_fold)
-        refs = {remote.options(num_cpus=max(1, s.threads)).remote(s): s.key for s in specs}
+        # a CUDA fold asks Ray for a whole GPU; Ray then sets CUDA_VISIBLE_DEVICES, so the fold
+        # uses "cuda" (its one visible GPU), never an index chosen here
+        gpus = lambda s: 1 if s.device.startswith("cuda") else 0  # noqa: E731
+        refs = {
+            remote.options(num_cpus=max(1, s.threads), num_gpus=gpus(s)).remote(
+                replace(s, device="cuda") if gpus(s) else s
+            ): s.key
+            for s in specs
+        }
         pending = list(refs)
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
@@ -454,16 +488,31 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path,
 
 
 # ---------------------------------------------------------------------------- run identity
-def run_identity(config: MieConfig, schedule: TrainingSchedule, rows: Sequence[dict], seed: int, use_action_units: bool) -> dict:
-    """What makes two runs the same: resuming is refused when any of it changed."""
+def run_identity(
+    config: MieConfig,
+    schedule: TrainingSchedule,
+    rows: Sequence[dict],
+    seed: int,
+    use_action_units: bool,
+    precision: str = "fp32",
+) -> dict:
+    """What makes two runs the same: resuming is refused when any of it changed.
+
+    The device is not part of it (a run started on the CPU may go on on a GPU: fp32 folds
+    differ only by rounding); a precision other than fp32 is, so bf16 and fp32 folds never mix.
+    fp32 adds nothing, so runs made before devices existed still resume.
+    """
     clips = sorted(f"{r['subject']}|{r['clip']}|{r['label']}|{r['cache_key']}" for r in rows)
-    return {
+    identity = {
         "config": _digest(config.to_dict()),
         "schedule": asdict(schedule),
         "clips": _digest(clips),
         "seed": seed,
         "use_action_units": use_action_units,
     }
+    if precision != "fp32":
+        identity["precision"] = precision
+    return identity
 
 
 def check_or_write_run(output_dir: Path, identity: dict, resume: bool) -> int:
@@ -479,7 +528,7 @@ def check_or_write_run(output_dir: Path, identity: dict, resume: bool) -> int:
                 "or choose another --output-dir."
             )
         if saved["identity"] != identity:
-            changed = sorted(k for k in identity if saved["identity"].get(k) != identity[k])
+            changed = sorted(k for k in {*identity, *saved["identity"]} if saved["identity"].get(k) != identity.get(k))
             raise MieInputError(
                 f"--resume: the run in {output_dir} was made with other settings ({', '.join(changed)} differ). "
                 "Resume with the same data, preset, flags and seed, or choose another --output-dir."
@@ -522,5 +571,6 @@ __all__ = [
     "run_fold",
     "run_folds",
     "run_identity",
+    "spread_over_gpus",
     "summarise_run",
 ]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .configuration_mie import MieConfig
+from .devices import autocast, float32_mode, prepare_model, resolve_device, resolve_precision, stage_tensor
 from .modeling_mie import MieForVideoClassification, focal_loss, inverse_frequency_alpha, region_cnn_input
 
 logger = logging.getLogger(__name__)
@@ -153,6 +154,16 @@ def _pad_batch(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.T
     return out, lengths
 
 
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a stage's seconds include it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _epochs(progress: Progress | None, stage: str, total: int):
     for epoch in range(total):
         yield epoch
@@ -167,11 +178,16 @@ def train_stage1_cnn(
     schedule: TrainingSchedule,
     generator: torch.Generator,
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> StageReport:
     """Train the region CNNs (and their stage-1 heads) on single frames with region labels.
 
     Every region of every selected frame is a sample labelled with the clip's emotion or "not
     me" (`ClipTensors.region_labels`); the focal loss weighs region classes by inverse frequency.
+    Training runs where the model is: the selected uint8 frames move there in one copy
+    (`devices.stage_tensor`) and become float there, batch by batch; `precision` "bf16" runs
+    the CNN under autocast. The batch order comes from `generator` (a CPU generator), so every
+    device sees the same batches.
     """
     import time
 
@@ -198,26 +214,35 @@ def train_stage1_cnn(
     alpha = torch.tensor(
         config.region_focal_alpha or inverse_frequency_alpha(targets.flatten(), config.num_region_classes)
     )
+    device = _model_device(model)
+    frames, firsts = stage_tensor(frames, device), stage_tensor(firsts, device)
+    at = frames.device  # where batches are gathered: the device, or (pinned) CPU memory
+    owners, targets, alpha = owners.to(at), targets.to(device), alpha.to(device)
     cnn = model.region_cnn
     optimizer = torch.optim.Adam(cnn.parameters(), lr=schedule.stage1_lr, weight_decay=schedule.weight_decay)
     report = StageReport(subjects=sorted(subjects), samples=len(frames))
     cnn.train()
     n = len(frames)
     for _ in _epochs(progress, "stage1_cnn", schedule.stage1_epochs):
-        order = torch.randperm(n, generator=generator)
-        total, count = 0.0, 0
+        order = torch.randperm(n, generator=generator).to(at)
+        # summed on the device in float64 (the same sums as Python floats): no sync per batch
+        total, count = torch.zeros((), dtype=torch.float64, device=device), 0
         for start_i in range(0, n, schedule.stage1_batch_size):
             batch = order[start_i : start_i + schedule.stage1_batch_size]
-            inputs = region_cnn_input(config, _to_float(frames[batch]), _to_float(firsts[owners[batch]]))
-            _, logits = cnn(inputs)  # (b, R, K)
-            loss = focal_loss(logits.flatten(0, 1), targets[batch].flatten(), config.focal_gamma, alpha)
+            batch_frames = frames[batch].to(device, non_blocking=True)  # (b, R, C, H, W) uint8
+            batch_firsts = firsts[owners[batch]].to(device, non_blocking=True)
+            with autocast(device, precision):
+                inputs = region_cnn_input(config, _to_float(batch_frames), _to_float(batch_firsts))
+                _, logits = cnn(inputs)  # (b, R, K)
+            loss = focal_loss(logits.float().flatten(0, 1), targets[batch.to(device)].flatten(), config.focal_gamma, alpha)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(batch)
+            total += loss.detach().double() * len(batch)
             count += len(batch)
-        report.losses.append(total / count)
+        report.losses.append(total.item() / count)
     cnn.eval()
+    _synchronize(device)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -229,33 +254,44 @@ def extract_features(
     clips: Sequence[ClipTensors],
     num_frames: int,
     batch_frames: int = 512,
+    precision: str = "fp32",
 ) -> list[torch.Tensor]:
-    """Frozen-CNN region features of each clip: a list of (T_i, regions, features) tensors.
+    """Frozen-CNN region features of each clip: a list of (T_i, regions, features) float32
+    tensors on the model's device.
 
     Frames are resampled to `num_frames` per clip (evenly spaced; all if 0) and run through
-    the CNN in batches of about `batch_frames` frames from several clips at once.
+    the CNN in batches of about `batch_frames` frames from several clips at once; each batch
+    moves to the model's device as uint8 in one copy and becomes float there. `precision`
+    "bf16" runs the CNN under autocast (the features come back as float32).
     """
     model.eval()
+    device = _model_device(model)
     selected = [c.crops[torch.from_numpy(frame_indices(c.crops.shape[0], num_frames))] for c in clips]
     firsts = [c.crops[:1] for c in clips]  # (1, R, C, H, W): the frame onset differences refer to
     lengths = [s.shape[0] for s in selected]
     out: list[torch.Tensor] = []
-    pending: list[torch.Tensor] = []
+    pending: list[int] = []  # clip indices of the next batch
     pending_frames = 0
 
     def flush():
         nonlocal pending, pending_frames
         if pending:
-            feats, _ = model.region_cnn(torch.cat(pending))
-            out.extend(feats.split([p.shape[0] for p in pending]))
+            sizes = [lengths[i] for i in pending]
+            frames = torch.cat([selected[i] for i in pending]).to(device, non_blocking=True)  # (n, R, C, H, W) uint8
+            first = torch.cat([firsts[i] for i in pending]).to(device, non_blocking=True)  # (clips, R, C, H, W)
+            owner = torch.repeat_interleave(torch.arange(len(pending)), torch.tensor(sizes)).to(device)  # (n,)
+            with autocast(device, precision):
+                feats, _ = model.region_cnn(region_cnn_input(model.config, _to_float(frames), _to_float(first[owner])))
+            out.extend(feats.float().split(sizes))
             pending, pending_frames = [], 0
 
-    for s, first in zip(selected, firsts):
-        pending.append(region_cnn_input(model.config, _to_float(s), _to_float(first)))
+    for i, s in enumerate(selected):
+        pending.append(i)
         pending_frames += s.shape[0]
         if pending_frames >= batch_frames:
             flush()
     flush()
+    _synchronize(device)
     assert [o.shape[0] for o in out] == lengths
     return [o.clone() for o in out]
 
@@ -273,34 +309,41 @@ def train_stage2_temporal(
 
     The feature standardisation is fitted on these (training) features first. The focal loss
     uses the config's `focal_alpha` (set by `train_model` to inverse class frequencies of the
-    training subjects).
+    training subjects). The features are padded once into one tensor on the model's device;
+    each batch is a slice of it, cut to its longest clip. This stage runs in float32 always.
     """
     import time
 
     start = time.perf_counter()
     config = model.config
-    labels = torch.tensor([c.label for c in clips], dtype=torch.long)
-    alpha = torch.tensor(config.focal_alpha) if config.focal_alpha is not None else None
+    device = _model_device(model)
+    labels = torch.tensor([c.label for c in clips], dtype=torch.long, device=device)
+    alpha = torch.tensor(config.focal_alpha, device=device) if config.focal_alpha is not None else None
     temporal = model.temporal
     temporal.fit_feature_statistics(list(features))
+    padded_all, lengths_all = _pad_batch([f.to(device) for f in features])  # (N, T_max, R, F), (N,) on the CPU
     optimizer = torch.optim.Adam(temporal.parameters(), lr=schedule.stage2_lr, weight_decay=schedule.weight_decay)
     report = StageReport(subjects=sorted({c.subject for c in clips}), samples=len(clips))
     temporal.train()
     n = len(clips)
     for _ in _epochs(progress, "stage2_temporal", schedule.stage2_epochs):
         order = torch.randperm(n, generator=generator)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for start_i in range(0, n, schedule.stage2_batch_size):
-            batch = order[start_i : start_i + schedule.stage2_batch_size].tolist()
-            padded, lengths = _pad_batch([features[i] for i in batch])
+            batch = order[start_i : start_i + schedule.stage2_batch_size]  # (b,) on the CPU
+            lengths = lengths_all[batch]
+            on_device = batch.to(device)
+            # the same values as padding the batch's clips afresh: zeros after each clip's end
+            padded = padded_all[on_device, : int(lengths.max())]  # (b, T_b, R, F)
             logits, _ = temporal(padded, lengths)
-            loss = focal_loss(logits, labels[batch], config.focal_gamma, alpha)
+            loss = focal_loss(logits, labels[on_device], config.focal_gamma, alpha)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(batch)
-        report.losses.append(total / n)
+            total += loss.detach().double() * len(batch)
+        report.losses.append(total.item() / n)
     temporal.eval()
+    _synchronize(device)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -311,8 +354,12 @@ def finetune_end_to_end(
     schedule: TrainingSchedule,
     generator: torch.Generator,
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> StageReport:
-    """Optional: train everything together on whole clips (clip loss + stage-1 region loss)."""
+    """Optional: train everything together on whole clips (clip loss + stage-1 region loss).
+
+    Each batch of clips moves to the model's device as uint8; `precision` "bf16" runs the
+    forward pass under autocast (the temporal stage stays float32)."""
     import time
 
     start = time.perf_counter()
@@ -321,28 +368,31 @@ def finetune_end_to_end(
         return report
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.finetune_lr, weight_decay=schedule.weight_decay)
     batch_size = max(1, min(8, schedule.stage2_batch_size))
+    device = _model_device(model)
     model.train()
     n = len(clips)
     for _ in _epochs(progress, "finetune", schedule.finetune_epochs):
         order = torch.randperm(n, generator=generator)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for start_i in range(0, n, batch_size):
             batch = [clips[i] for i in order[start_i : start_i + batch_size].tolist()]
             crops = [c.crops[torch.from_numpy(frame_indices(c.crops.shape[0], schedule.num_frames))] for c in batch]
-            padded, lengths = _pad_batch(crops)
+            padded, lengths = _pad_batch(crops)  # (b, T, R, C, H, W) uint8
             mask = torch.arange(padded.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-            out = model(
-                _to_float(padded),
-                frame_mask=mask,
-                labels=torch.tensor([c.label for c in batch]),
-                region_labels=torch.tensor([list(c.region_labels) for c in batch]),
-            )
+            with autocast(device, precision):
+                out = model(
+                    _to_float(padded.to(device, non_blocking=True)),
+                    frame_mask=mask.to(device),
+                    labels=torch.tensor([c.label for c in batch], device=device),
+                    region_labels=torch.tensor([list(c.region_labels) for c in batch], device=device),
+                )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
-            total += out.loss.item() * len(batch)
-        report.losses.append(total / n)
+            total += out.loss.detach().double() * len(batch)
+        report.losses.append(total.item() / n)
     model.eval()
+    _synchronize(device)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -350,18 +400,24 @@ def finetune_end_to_end(
 # ---------------------------------------------------------------------------- prediction
 @torch.inference_mode()
 def predict_clips(
-    model: MieForVideoClassification, clips: Sequence[ClipTensors], num_frames: int, features=None
+    model: MieForVideoClassification,
+    clips: Sequence[ClipTensors],
+    num_frames: int,
+    features=None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
-    """Class probabilities (clips, num_labels) for `clips` (features are computed if not given)."""
+    """Class probabilities (clips, num_labels), on the CPU, for `clips` (features are computed,
+    on the model's device, if not given)."""
     model.eval()
     if features is None:
-        features = extract_features(model, clips, num_frames)
+        features = extract_features(model, clips, num_frames, precision=precision)
+    device = _model_device(model)
     probabilities = []
     for start_i in range(0, len(features), 256):
-        padded, lengths = _pad_batch(features[start_i : start_i + 256])
+        padded, lengths = _pad_batch([f.to(device) for f in features[start_i : start_i + 256]])
         logits, _ = model.temporal(padded, lengths)
         probabilities.append(logits.softmax(-1))
-    return torch.cat(probabilities)
+    return torch.cat(probabilities).cpu()
 
 
 # ---------------------------------------------------------------------------- one fold
@@ -385,36 +441,49 @@ def train_model(
     seed: int,
     progress: Progress | None = None,
     test_clips: Sequence[ClipTensors] = (),
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> FoldOutcome:
     """Both stages (and the optional fine-tune) on `train_clips` only, then predict `test_clips`.
 
     Nothing of `test_clips` is read before training ends: they are only cropped, featurised
     and classified by the finished model.
+
+    `device` ("cpu", "cuda", "cuda:N", "auto" or a torch.device) is where it trains and
+    `precision` ("fp32", "tf32", "bf16" or "auto"; `modeling_mie.devices`) how. The model is
+    initialised on the CPU from `seed` before it moves, so every device starts from the same
+    weights, and the batch order comes from a CPU generator; the returned model and
+    probabilities are on the CPU.
     """
     import time
 
     if not train_clips:
         raise ValueError("train_model needs at least one training clip.")
-    torch.manual_seed(seed)
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    torch.manual_seed(seed)  # also seeds every CUDA device (dropout there)
     generator = torch.Generator().manual_seed(seed)
     config = MieConfig.from_dict(config.to_dict())  # never share a config between folds
     alpha = inverse_frequency_alpha([c.label for c in train_clips], config.num_labels)
     config.focal_alpha = alpha
-    model = MieForVideoClassification(config)
+    model = prepare_model(MieForVideoClassification(config), device)
 
-    stage1 = train_stage1_cnn(model, train_clips, schedule, generator, progress)
-    start = time.perf_counter()
-    train_features = extract_features(model, train_clips, schedule.num_frames)
-    features_seconds = time.perf_counter() - start
-    stage2 = train_stage2_temporal(model, train_features, train_clips, schedule, generator, progress)
-    finetune = finetune_end_to_end(model, train_clips, schedule, generator, progress)
-
-    probabilities = torch.empty(0, config.num_labels)
-    if test_clips:
+    with float32_mode(device, precision):
+        stage1 = train_stage1_cnn(model, train_clips, schedule, generator, progress, precision=precision)
         start = time.perf_counter()
-        probabilities = predict_clips(model, test_clips, schedule.num_frames)
-        features_seconds += time.perf_counter() - start
+        train_features = extract_features(model, train_clips, schedule.num_frames, precision=precision)
+        features_seconds = time.perf_counter() - start
+        stage2 = train_stage2_temporal(model, train_features, train_clips, schedule, generator, progress)
+        del train_features
+        finetune = finetune_end_to_end(model, train_clips, schedule, generator, progress, precision=precision)
+
+        probabilities = torch.empty(0, config.num_labels)
+        if test_clips:
+            start = time.perf_counter()
+            probabilities = predict_clips(model, test_clips, schedule.num_frames, precision=precision)
+            features_seconds += time.perf_counter() - start
     model.eval()
+    prepare_model(model, torch.device("cpu"))
     return FoldOutcome(model, probabilities, stage1, stage2, finetune, features_seconds, alpha)
 
 

@@ -12,7 +12,9 @@ from app_helpers import free_port, load_app
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "checkpoints" / "mie-synthetic-megc2019"
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's package by default; MIE_CHROMIUM points at another Chromium or Chrome (scripts/ensure-chromium,
+# which `make test` runs first, checks the same places)
+CHROMIUM = Path(os.environ.get("MIE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium")
 # Never let Playwright fetch a browser of its own; these flags keep Chromium off the network too.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -30,7 +32,8 @@ def playwright():
     if not CHROMIUM.is_file():
         pytest.fail(
             f"{CHROMIUM} is missing; the browser test drives Debian's Chromium. Install it with "
-            "`apt-get install -y --no-install-recommends chromium` (.ci/run does this); never `playwright install`."
+            "`apt-get install -y --no-install-recommends chromium` (`make test` does this as root on Debian), or set "
+            "MIE_CHROMIUM=/path/to/chrome; never `playwright install`."
         )
     try:
         from playwright.sync_api import sync_playwright

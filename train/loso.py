@@ -3,7 +3,7 @@
     python train/loso.py --dataset casme2=/data/CASME2 --dataset samm=/data/SAMM \\
         --dataset smic=/data/SMIC --megc2019 --output-dir runs/megc2019 [--preset fast|paper]
         [--folds casme2/sub01 ...] [--workers N | --ray ADDRESS] [--resume] [--seed N]
-        [--push-to-hub ORG/NAME]
+        [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16] [--push-to-hub ORG/NAME]
 
     python train/loso.py --dataset synthetic=data/synthetic --output-dir runs/synthetic
 
@@ -88,6 +88,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="run only these folds (subject keys such as casme2/sub01 or samm/006)")
     run.add_argument("--workers", type=int, default=1, help="folds run in parallel in local processes")
     run.add_argument("--threads", type=int, default=None, help="torch threads per fold (default: cores / workers)")
+    run.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
+                     help="where folds train: auto (default) takes CUDA when PyTorch sees a GPU, else the CPU; "
+                     "with --workers, folds share the GPU (or spread over the GPUs with plain 'cuda')")
+    run.add_argument("--precision", default="auto", metavar="auto|fp32|tf32|bf16",
+                     help="auto (default): bf16 autocast of the region CNNs on a GPU that has it, fp32 elsewhere; "
+                     "fp32 is plain float32 (TF32 off on CUDA); see docs/training.md, Devices and precision")
     run.add_argument("--ray", metavar="ADDRESS", default=None,
                      help="run folds on a Ray cluster (ADDRESS, or 'local' to start one here); needs modeling_mie[ray] "
                      "and a file system shared by all nodes for --output-dir and --cache-dir")
@@ -159,8 +165,13 @@ def main(args) -> int:
     )
     from modeling_mie.metrics import format_scores_table
 
+    from modeling_mie.devices import describe_device, resolve_device, resolve_precision
+
     start = time.time()
     output_dir = args.output_dir.expanduser().resolve()
+    # checked first: a wrong --device is a one-line error before any data is read
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     datasets = parse_dataset_specs(args.dataset)
     config = build_config(args)
     schedule = build_schedule(args)
@@ -182,10 +193,12 @@ def main(args) -> int:
                 f"{', '.join(subjects[:4])} ..."
             )
         folds = [s for s in subjects if s in set(args.folds)]
-    device = "cpu" + (f" ({threads} threads per fold)")
+    device_text = describe_device(device, precision) + f"; {threads} CPU threads per fold"
+    if device.type == "cuda" and args.workers > 1:
+        device_text += f"; {args.workers} fold processes share {'the GPUs' if str(device) == 'cuda' else str(device)}"
     runner = f"Ray at {args.ray}" if args.ray else f"{args.workers} local process{'es' if args.workers > 1 else ''}"
     print(f"  {data.description}")
-    print(f"  {len(data.rows)} clips, {len(subjects)} subjects; {len(folds)} folds on {runner}; device {device}")
+    print(f"  {len(data.rows)} clips, {len(subjects)} subjects; {len(folds)} folds on {runner}; device {device_text}")
     for db, counts in data.summary.get("databases", {}).items():
         print(f"    {db}: {counts}")
     if data.missing:
@@ -194,13 +207,15 @@ def main(args) -> int:
         print(f"  WARNING: {len(data.failed)} clips could not be cropped and are left out (results.json: failed_clips)")
     print(f"  schedule: {json.dumps(asdict(schedule))}")
 
-    identity = run_identity(config, schedule, data.rows, args.seed, not args.no_action_units)
+    identity = run_identity(config, schedule, data.rows, args.seed, not args.no_action_units, precision)
     check_or_write_run(output_dir, identity, args.resume)
     _write_json(output_dir / "config_used.json", {
         "model_config": config.to_dict(),
         "schedule": asdict(schedule),
         "preset": args.preset,
         "seed": args.seed,
+        "device": describe_device(device, precision),
+        "precision": precision,
         "command": [sys.executable, *sys.argv],
         "data": data.description,
     })
@@ -213,6 +228,7 @@ def main(args) -> int:
             key=k, output_dir=str(output_dir), cache_path=data.cache_path, rows=data.rows,
             config=config.to_dict(), schedule=asdict(schedule), seed=args.seed, threads=threads,
             use_action_units=not args.no_action_units, show_progress=args.workers == 1 and not args.ray,
+            device=str(device), precision=precision,
         )
         for k in todo
     ]
@@ -233,6 +249,8 @@ def main(args) -> int:
         "data": data.description,
         "preset": args.preset,
         "seed": args.seed,
+        "device": describe_device(device, precision),
+        "precision": precision,
         "schedule": asdict(schedule),
         "summary": data.summary,
         "missing_clips": data.missing,
@@ -248,7 +266,7 @@ def main(args) -> int:
     print(f"results: {output_dir / 'results.md'}, {output_dir / 'results.json'}, {output_dir / 'predictions.log'}")
 
     if args.final:
-        model_dir = train_final_model(args, config, schedule, data, summary, output_dir, threads)
+        model_dir = train_final_model(args, config, schedule, data, summary, output_dir, threads, device, precision)
         print(f"final model: {model_dir}")
         if args.push_to_hub:
             from modeling_mie.hub import push_folder_to_hub
@@ -259,7 +277,7 @@ def main(args) -> int:
     return 0
 
 
-def train_final_model(args, config, schedule, data, summary, output_dir: Path, threads: int) -> Path:
+def train_final_model(args, config, schedule, data, summary, output_dir: Path, threads: int, device, precision) -> Path:
     """One model on every subject: the published checkpoint (the LOSO figures describe how the
     method generalises to new people; this model is trained with the same settings on all)."""
     import torch
@@ -276,7 +294,7 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
     torch.set_num_threads(threads)
     clips = load_clip_tensors(data.cache_path, data.rows, config, not args.no_action_units)
     print(f"  training the final model on all {len(clips)} clips of {len(data.subjects)} subjects ...")
-    outcome = train_model(config, clips, schedule, fold_seed(args.seed, "final"))
+    outcome = train_model(config, clips, schedule, fold_seed(args.seed, "final"), device=device, precision=precision)
     # calibrated confidence: the temperature fitted on the run's out-of-fold predictions
     outcome.model.config.temperature = round(float(summary["calibration"]["temperature"]), 4)
     # how far the training clips moved (flow models): the app's "large movement" check compares with it

@@ -1,0 +1,164 @@
+"""Where training runs: the device and precision a run asked for, and moving cached clips there in large batches.
+
+The CPU path stays exactly what it was (fp32, the same operations in the same order), so a CPU
+run repeats bit for bit. On CUDA the region CNNs may run under bf16 autocast; the temporal stage
+(LSTMs and fusion) always runs in fp32 (`MieTemporalFusion.forward`). What differs between
+devices is written down in docs/training.md ("Devices and precision").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+
+import torch
+
+from .errors import MieInputError
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+
+# Frames per region-CNN chunk on CUDA. The CPU default (8 or 16 frames, `MieRegionCNN.chunk_frames`)
+# keeps maps in a core's cache; on a GPU such chunks are launches too small to fill it.
+CUDA_CHUNK_FRAMES = 1024
+# Share of the free GPU memory that one stage's uint8 crops may take when moved there whole
+# (several fold processes may share one GPU); above it they stay in pinned CPU memory and move
+# one batch at a time.
+DEVICE_MEMORY_SHARE = 0.3
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """`auto` (CUDA when PyTorch sees a GPU, else the CPU), `cpu`, `cuda` or `cuda:N` -> a torch.device.
+
+    Raises:
+        MieInputError: an unknown spelling, or CUDA asked for where PyTorch cannot use it (one
+            line that says why and what to pass instead).
+    """
+    if isinstance(spec, torch.device):
+        return spec
+    text = str(spec).strip().lower()
+    if text == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if match is None:
+        raise MieInputError(f"--device must be one of {DEVICES}; got {spec!r}.")
+    if not torch.cuda.is_available():
+        why = (
+            "a CPU-only build" if torch.version.cuda is None
+            else f"built for CUDA {torch.version.cuda}, but it sees no GPU (driver, CUDA_VISIBLE_DEVICES?)"
+        )
+        raise MieInputError(f"--device {text}: this PyTorch ({torch.__version__}) is {why}; use --device cpu or auto.")
+    if match.group(1) is None:
+        return torch.device("cuda")
+    index, count = int(match.group(1)), torch.cuda.device_count()
+    if index >= count:
+        raise MieInputError(f"--device {text}: PyTorch sees {count} GPU(s), cuda:0 to cuda:{count - 1}.")
+    return torch.device("cuda", index)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> `bf16` on a CUDA GPU that supports it, else `fp32`; checks an explicit choice.
+
+    fp32: plain float32 everywhere (on CUDA with TF32 switched off, the closest to the CPU);
+    tf32: float32 tensors, TF32 tensor-core convolutions and matmuls (PyTorch's CUDA default for
+    convolutions); bf16: the region CNNs under bf16 autocast (on the CPU too, where it is slow
+    and meant for testing), the temporal stage in fp32.
+    """
+    text = str(precision).strip().lower()
+    if text not in PRECISIONS:
+        raise MieInputError(f"--precision must be one of {list(PRECISIONS)}; got {precision!r}.")
+    cuda = device.type == "cuda"
+    if text == "auto":
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if text == "tf32" and not cuda:
+        raise MieInputError("--precision tf32 is a CUDA mode; on the CPU use fp32 (or bf16).")
+    if text == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise MieInputError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use fp32 or tf32.")
+    return text
+
+
+def describe_device(device: torch.device, precision: str) -> str:
+    """`cuda:0 (NVIDIA H100 80GB HBM3), bf16 autocast` / `cpu, fp32`: for banners and fold files."""
+    name = str(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        name = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"{name}, {'bf16 autocast' if precision == 'bf16' else precision}"
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of the region CNN's forward passes: bf16 when asked, else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _fp32_precision_knobs():
+    """PyTorch's TF32 switches as (object, attribute) pairs: the fp32_precision API of torch >= 2.9,
+    else the older allow_tf32 flags (the two must not be mixed)."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        return "new", [(torch.backends.cudnn.conv, "fp32_precision"), (torch.backends.cudnn.rnn, "fp32_precision"),
+                       (torch.backends.cuda.matmul, "fp32_precision")]
+    return "old", [(torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32")]
+
+
+@contextlib.contextmanager
+def float32_mode(device: torch.device, precision: str):
+    """On CUDA: TF32 off for `fp32` (comparable with the CPU), on for `tf32` and `bf16` (what autocast
+    leaves in float32); restored afterwards. On other devices: nothing."""
+    if device.type != "cuda":
+        yield
+        return
+    api, knobs = _fp32_precision_knobs()
+    saved = [getattr(obj, name) for obj, name in knobs]
+    tf32 = precision != "fp32"
+    value = ("tf32" if tf32 else "ieee") if api == "new" else tf32
+    try:
+        for obj, name in knobs:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for (obj, name), old in zip(knobs, saved):
+            setattr(obj, name, old)
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move `model` to `device`; on CUDA, let the region CNN take large chunks of frames."""
+    model.to(device)
+    cnn = getattr(model, "region_cnn", None)
+    if cnn is not None:
+        cnn.chunk_frames = CUDA_CHUNK_FRAMES if device.type == "cuda" else None
+    return model
+
+
+def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` (a stage's uint8 crops) moved to `device` in one copy when it fits there.
+
+    CPU: the tensor itself. CUDA: on the GPU when it takes under `DEVICE_MEMORY_SHARE` of the
+    free memory, else in pinned CPU memory so each batch moves asynchronously. Other devices
+    (e.g. "meta" in tests): moved. Callers index the result with indices on `result.device`
+    and move each batch with `.to(device, non_blocking=True)` (a no-op when already there).
+    """
+    if tensor.device == device or device.type == "cpu":
+        return tensor
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if tensor.numel() * tensor.element_size() > DEVICE_MEMORY_SHARE * free:
+            return tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+__all__ = [
+    "CUDA_CHUNK_FRAMES",
+    "DEVICES",
+    "PRECISIONS",
+    "autocast",
+    "describe_device",
+    "float32_mode",
+    "prepare_model",
+    "resolve_device",
+    "resolve_precision",
+    "stage_tensor",
+]
