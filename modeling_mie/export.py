@@ -10,8 +10,9 @@ processor's `num_frames`), because the dynamo exporter specialises the LSTMs' ti
 
 What the file holds beside the graph, as ONNX metadata (so that the runtime needs no other
 file): `mie_config` (config.json: labels, regions, temperature, ...), `mie_preprocessor`
-(preprocessor_config.json, set to give at most `frames` frames), `mie_num_frames`, and
-`mie_source` / `mie_format`.
+(preprocessor_config.json, set to give at most `frames` frames), `mie_num_frames`,
+`mie_model_card` (the checkpoint's README.md, when it has one), `mie_source` (the checkpoint
+folder's name) and `mie_format`.
 
 The exported graph computes exactly what `MieForVideoClassification` computes, with static
 shapes: the region CNNs run on every frame slot (padding and holes included, then zeroed), and
@@ -214,6 +215,9 @@ def export_onnx(model_dir: str | Path, output: str | Path, frames: int | None = 
         "mie_num_frames": str(frames),
         "mie_source": model_dir.resolve().name,  # the folder's name, not the server's path
     }
+    card = model_dir / "README.md"
+    if card.is_file():  # what the model was trained on travels with it (the app's provenance line)
+        metadata["mie_model_card"] = card.read_text(encoding="utf-8")
     program.model.metadata_props.update(metadata)
     program.model.doc_string = (
         "mie micro-expression classifier (region CNN + LSTM, Aouayeb et al. 2019). Inputs pixel_values "

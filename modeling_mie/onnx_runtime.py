@@ -86,6 +86,8 @@ class OnnxMieModel:
         num_frames: frames per clip the graph takes.
         processor_settings: the [`MieProcessor`] settings stored in the file; `processor()`
             builds one.
+        source: the name of the checkpoint folder it was exported from.
+        model_card: that checkpoint's README.md (what it was trained on), or None.
 
     Raises:
         MieInputError: `path` is missing or not a mie ONNX file.
@@ -116,6 +118,7 @@ class OnnxMieModel:
         self.processor_settings = json.loads(meta["mie_preprocessor"])
         self.num_frames = int(meta["mie_num_frames"])
         self.source = meta.get("mie_source", "")
+        self.model_card = meta.get("mie_model_card") or None
         self._processor = None
 
     @property

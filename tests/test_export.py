@@ -213,3 +213,30 @@ def test_predict_runs_the_stored_processor_on_frames_with_boxes(tiny_export):
         expected = model(pixel_values=inputs["pixel_values"], frame_mask=inputs["frame_mask"]).logits.numpy()
     assert np.abs(out.logits - expected).max() < 1e-4
     assert set(out.probabilities_dict()) == set(model.config.id2label.values())
+
+
+@pytest.fixture(scope="module")
+def bundled_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bundled_onnx") / "mie.onnx"
+    export_onnx(BUNDLED, path, check=False)
+    return path
+
+
+def test_the_app_runs_on_onnx_with_the_same_answer_and_says_what_it_leaves_out(landmarker_path, bundled_onnx):
+    from modeling_mie.app_support import AppLimits, MieDemo
+
+    clip = REPO / "examples" / "positive.webm"
+    with MieDemo(BUNDLED) as torch_demo, MieDemo(None, onnx=bundled_onnx, onnx_threads=1) as onnx_demo:
+        expected, got = torch_demo.predict(clip), onnx_demo.predict(clip)
+    assert got.predicted == expected.predicted
+    for label, p in expected.probabilities.items():
+        assert abs(got.probabilities[label] - p) < 1e-4
+    # the activity comes from the region features: the same as the PyTorch path's
+    assert np.allclose(got.region_activity, expected.region_activity, atol=1e-4, equal_nan=True)
+    assert got.heatmaps == [] and np.isnan(got.region_importance).all()
+    assert "most evidence" not in got.summary
+    assert any("need the PyTorch model" in note for note in got.notes)
+    # the model card travelled in the file: still flagged as synthetic
+    assert onnx_demo.synthetic and "ONNX Runtime" in got.provenance and "synthetic" in got.provenance
+    with pytest.raises(ValueError, match="export it again with --frames 40"):
+        MieDemo(None, AppLimits(model_frames=40), onnx=bundled_onnx, warm_up=False)
