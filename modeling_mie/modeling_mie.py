@@ -257,13 +257,7 @@ class MieRegionCNN(nn.Module):
       on the pooled quarter of the values.
     The last two are for inference only: with gradients, `F.max_pool2d` and the grouped conv1
     train faster (their backward passes are cheaper).
-    The inception branches, most of the FLOPs, already run near the machine's matmul rate (5x5
-    and 7x7 at 91-103 GFLOP/s on one thread); most of the remaining time is the thin layers
-    (conv1, conv2, the poolings: 1-8 channels per region), bound by per-pass overhead rather than
-    FLOPs or memory bandwidth. `torch.compile` fuses those passes (3.95x the plain modules against
-    2.87x on one thread, exact) but costs tens of seconds per process and frame count, so it is
-    the caller's choice (`model.region_cnn.compile()`), not the default; docs/method.md, "Speed of
-    the region CNNs".
+    The inception branches, most of the FLOPs, already run near the machine's matmul rate.
     """
 
     #: Frames per chunk of the convolution stack (does not change the outputs); None picks by
