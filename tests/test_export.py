@@ -240,3 +240,20 @@ def test_the_app_runs_on_onnx_with_the_same_answer_and_says_what_it_leaves_out(l
     assert onnx_demo.synthetic and "ONNX Runtime" in got.provenance and "synthetic" in got.provenance
     with pytest.raises(ValueError, match="export it again with --frames 40"):
         MieDemo(None, AppLimits(model_frames=40), onnx=bundled_onnx, warm_up=False)
+
+
+@pytest.mark.parametrize("input_mode", ["frames", "flow"])
+def test_the_other_input_modes_export_too(input_mode, tiny_config_factory, tmp_path):
+    config = tiny_config_factory()
+    config.input_mode = input_mode
+    config.num_channels = 3 if input_mode == "flow" else 1
+    torch.manual_seed(3)
+    model = MieForVideoClassification(config).eval()
+    model.save_pretrained(tmp_path / "model")
+    MieProcessor.from_config(config, frame_sampling="uniform", num_frames=6).save_pretrained(tmp_path / "model")
+    info = export_onnx(tmp_path / "model", tmp_path / "m.onnx", check=True)
+    assert info["max_abs_diff"] < 1e-4
+    pixel_values, mask = _clips(config, 4, 6, seed=4), _masks(6)
+    with torch.no_grad():
+        expected = model(pixel_values=pixel_values, frame_mask=mask).logits.numpy()
+    assert np.abs(OnnxMieModel(tmp_path / "m.onnx")(pixel_values, mask).logits - expected).max() < 1e-4
