@@ -682,6 +682,7 @@ __all__ = [
     "MieDemo",
     "MieDemoResult",
     "card_says_synthetic",
+    "onnx_explanation",
     "pretty_region",
     "read_model_card",
     "resolve_model",
