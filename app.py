@@ -142,14 +142,15 @@ def build_demo(
                             elem_id="mie-summary",
                         )
                     regions = gr.Image(
-                        label="Regions: share of the evidence",
+                        label="Regions" if mie.onnx else "Regions: share of the evidence",
                         type="numpy",
                         height=340,
                         min_width=240,
                         buttons=["download"],
                     )
                 heatmaps = gr.Gallery(
-                    label="Heatmaps: where in each region the evidence is, when it moved most (Grad-CAM)",
+                    label="Heatmaps: where in each region the evidence is, when it moved most (Grad-CAM)"
+                    + (" (not with ONNX Runtime: they need the PyTorch model)" if mie.onnx else ""),
                     columns=3,
                     height="auto",
                     object_fit="contain",
@@ -210,6 +211,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help=f"model folder or Hub repo id (default: ${MODEL_ENV}, else the bundled {DEFAULT_MODEL.relative_to(REPO)})",
     )
+    parser.add_argument(
+        "--onnx",
+        default=None,
+        metavar="FILE.onnx",
+        help="run the model with ONNX Runtime from a file written by `python -m modeling_mie.export` (it carries "
+        "its settings; --model is then not used). Shows the answer, the face and the activity; the regions' "
+        "shares and the Grad-CAM heatmaps need the PyTorch model",
+    )
+    parser.add_argument(
+        "--onnx-threads", type=int, default=None,
+        help="ONNX Runtime threads (default: one per physical core)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument(
@@ -240,16 +253,21 @@ def _interrupt(signum, frame):
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model = resolve_model(args.model, DEFAULT_MODEL)
+    model = args.onnx or resolve_model(args.model, DEFAULT_MODEL)
     try:
         limits = AppLimits(
             max_file_mb=args.max_file_mb, max_duration_s=args.max_duration, model_frames=args.model_frames
         )
-        mie = MieDemo(model, limits, display_name=_display_name(model), uncertain_below=args.uncertain_below)
-    except (MieInputError, ValueError) as err:
+        mie = MieDemo(
+            model, limits, display_name=Path(model).name if args.onnx else _display_name(model), onnx=args.onnx,
+            onnx_threads=args.onnx_threads, uncertain_below=args.uncertain_below,
+        )
+    except (MieInputError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"mie demo: model {model} ({'synthetic' if mie.synthetic else 'see its model card'}); {limits.describe()}")
+    runtime = "ONNX Runtime, no heatmaps" if args.onnx else "PyTorch"
+    print(f"mie demo: model {model} ({runtime}; {'synthetic' if mie.synthetic else 'see its model card'}); "
+          f"{limits.describe()}")
     # `docker stop` / systemd send SIGTERM: shut down as on Ctrl-C (Gradio closes the server on
     # KeyboardInterrupt), so the landmarker is closed below instead of the process just dying
     signal.signal(signal.SIGTERM, _interrupt)

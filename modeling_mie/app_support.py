@@ -117,9 +117,11 @@ class MieDemoResult:
         annotated_frame: (H, W, 3) uint8 RGB, the frame the regions were fixed on (the first
             with a face), cut to the face, boxes coloured by `region_importance`.
         heatmaps: one (image (h, w, 3) uint8 RGB, caption) per region: Grad-CAM over that
-            region's own crop (no padding) at its peak frame, upscaled for display.
+            region's own crop (no padding) at its peak frame, upscaled for display; empty when
+            the model ran with ONNX Runtime (`MieDemo(onnx=...)`), which has no gradients.
         region_names: the model's region names, in order.
-        region_importance: (regions,) share of the evidence per region, summing to 1.
+        region_importance: (regions,) share of the evidence per region, summing to 1; NaN with
+            ONNX Runtime.
         times_s: (frames,) time of every frame sampled for the model, seconds from the clip
             start (source frame index where the frame rate is unknown).
         region_activity: (frames, regions) in [0, 1], how far each region's CNN feature moved
@@ -259,6 +261,13 @@ class MieDemo:
         uncertain_below: below this probability of the top class the answer is "uncertain".
         large_motion_factor: a clip moving more than this times the model's
             `trained_motion_peak` gets "large movement" instead of a class.
+        onnx: an .onnx file written by `python -m modeling_mie.export`, run with ONNX Runtime
+            instead of the PyTorch model (`model` is then ignored: the file carries the config,
+            the processor settings and the model card). The answer, the face track and each
+            region's activity are the same; Grad-CAM heatmaps and the regions' shares of the
+            evidence need gradients, so they are not shown (`MieDemoResult.heatmaps` is empty,
+            `region_importance` NaN).
+        onnx_threads: ONNX Runtime's threads (None: its default, one per physical core).
 
     Raises:
         MieInputError: the model cannot be loaded (the message says what to give instead).
@@ -274,6 +283,8 @@ class MieDemo:
         warm_up: bool = True,
         uncertain_below: float = UNCERTAIN_BELOW,
         large_motion_factor: float = LARGE_MOTION_FACTOR,
+        onnx: str | os.PathLike | None = None,
+        onnx_threads: int | None = None,
     ):
         from .modeling_mie import MieForVideoClassification
         from .processing_mie import MieProcessor
@@ -284,26 +295,41 @@ class MieDemo:
             raise ValueError(f"large_motion_factor must be positive, got {large_motion_factor!r}.")
         self.uncertain_below = float(uncertain_below)
         self.large_motion_factor = float(large_motion_factor)
-        self.model_id = str(model)
+        self.onnx = onnx is not None
+        self.model_id = str(onnx if self.onnx else model)
         self.display_name = display_name or self.model_id
         self.limits = limits or AppLimits()
         local = Path(self.model_id).expanduser()
-        if _is_missing_folder(self.model_id):
+        started = time.perf_counter()
+        if self.onnx:
+            from .onnx_runtime import OnnxMieModel
+
+            self.model = OnnxMieModel(self.model_id, num_threads=onnx_threads)  # MieInputError if unusable
+            self.processor = self.model.processor(face_landmarker_path=face_landmarker_path)
+            self.is_local = True
+            self.card = self.model.model_card
+            frames = self.limits.model_frames
+            if frames is not None and frames > self.model.num_frames:
+                raise MieInputError(
+                    f"--model-frames {frames} is more than the {self.model.num_frames} frames {Path(self.model_id).name} "
+                    f"takes; give at most {self.model.num_frames}, or export it again with --frames {frames}."
+                )
+        elif _is_missing_folder(self.model_id):
             raise MieInputError(
                 f"The model folder {self.model_id} does not exist. Pass --model with a folder that holds "
                 f"config.json and model.safetensors, or a Hub repo id such as org/name (or set {MODEL_ENV})."
             )
-        started = time.perf_counter()
-        try:
-            self.model = MieForVideoClassification.from_pretrained(self.model_id).to(device).eval()
-            self.processor = MieProcessor.from_pretrained(self.model_id, face_landmarker_path=face_landmarker_path)
-        except (OSError, ValueError) as err:
-            raise MieInputError(
-                f"Could not load a mie model from {self.model_id!r} ({err}). Pass --model with a local folder "
-                f"written by train/loso.py or a Hub repo id of a mie model (or set {MODEL_ENV})."
-            ) from err
-        self.is_local = local.is_dir()
-        self.card = read_model_card(self.model_id)
+        else:
+            try:
+                self.model = MieForVideoClassification.from_pretrained(self.model_id).to(device).eval()
+                self.processor = MieProcessor.from_pretrained(self.model_id, face_landmarker_path=face_landmarker_path)
+            except (OSError, ValueError) as err:
+                raise MieInputError(
+                    f"Could not load a mie model from {self.model_id!r} ({err}). Pass --model with a local folder "
+                    f"written by train/loso.py or a Hub repo id of a mie model (or set {MODEL_ENV})."
+                ) from err
+            self.is_local = local.is_dir()
+            self.card = read_model_card(self.model_id)
         self.synthetic = card_says_synthetic(self.card, self.model.config)
         self.sampling = self._choose_sampling()
         self._model_lock = threading.Lock()
@@ -322,7 +348,10 @@ class MieDemo:
         config = self.model.config
         blank = torch.zeros(1, 2, config.num_regions, config.num_channels, *config.crop_size)
         with self._model_lock:
-            explain_clip(self.model, blank)
+            if self.onnx:
+                self.model(blank.numpy())
+            else:
+                explain_clip(self.model, blank)
 
     def _choose_sampling(self) -> dict:
         """How frames are chosen for the model, most specific first: the app's `model_frames`;
@@ -347,6 +376,9 @@ class MieDemo:
         """One line (Markdown) saying which model answers and what it was trained on."""
         name = self.display_name
         where = f"the local folder `{name}`" if self.is_local else f"the Hugging Face Hub repo `{name}`"
+        if self.onnx:
+            source = f" (exported from `{self.model.source}`)" if self.model.source else ""
+            where = f"the ONNX file `{name}`{source}, run with ONNX Runtime"
         line = f"Answered by the model in {where}."
         if self.synthetic:
             line += " " + SYNTHETIC_WARNING
@@ -452,7 +484,10 @@ class MieDemo:
         from .explain import explain_clip
 
         with self._model_lock:
-            explanation = explain_clip(self.model, inputs["pixel_values"], inputs["frame_mask"])
+            if self.onnx:
+                explanation = onnx_explanation(self.model(inputs["pixel_values"], inputs["frame_mask"]), self.model.config)
+            else:
+                explanation = explain_clip(self.model, inputs["pixel_values"], inputs["frame_mask"])
         t3 = time.perf_counter()
         timings["explain"] = t3 - t2
 
@@ -491,17 +526,21 @@ class MieDemo:
         frame = _read_frame(path, landmark_frame)
         boxes = inputs["region_boxes"][0].numpy()
         # labels in percent (draw_regions would print the raw score); min_side keeps them legible
-        labels = [f"{pretty_region(n)} {share:.0%}" for n, share in zip(names, importance)]
-        annotated = draw_regions(
-            frame, boxes, labels, colors=score_colors(importance), fill_alpha=0.35, margin=0.35, min_side=640
-        )
+        if self.onnx:  # no shares without gradients: the boxes in their own colours, named
+            labels = [pretty_region(n) for n in names]
+            annotated = draw_regions(frame, boxes, labels, fill_alpha=0.2, margin=0.35, min_side=640)
+        else:
+            labels = [f"{pretty_region(n)} {share:.0%}" for n, share in zip(names, importance)]
+            annotated = draw_regions(
+                frame, boxes, labels, colors=score_colors(importance), fill_alpha=0.35, margin=0.35, min_side=640
+            )
 
         # one heatmap per region, over the region's own crop (the padding cut off) at its peak frame
         pixel_values = inputs["pixel_values"][0]  # (frames, regions, channels, H, W)
         sizes = config.region_crop_sizes
         factor = max(1, int(round(320 / max(w for _, w in sizes))))  # largest crop about 320 px wide
         heatmaps = []
-        for r, region in enumerate(names):
+        for r, region in enumerate(names if not self.onnx else []):
             h, w = sizes[r]
             peak = int(explanation.peak_frames[r])
             crop = pixel_values[peak, r, :, :h, :w].permute(1, 2, 0).numpy()  # (h, w, C) in [0, 1]
@@ -520,7 +559,6 @@ class MieDemo:
 
         probabilities = {k: float(v) for k, v in explanation.probabilities_dict().items()}
         predicted = explanation.label_names[explanation.predicted]
-        top = max(range(len(names)), key=lambda i: importance[i])
         duration = f"{source_frames / fps:.2f} s at {fps:.4g} fps" if has_fps else "frame rate unknown"
         peak_value = inputs.get("motion_peak")
         motion_peak = float(peak_value[0]) if peak_value is not None else float("nan")
@@ -528,9 +566,13 @@ class MieDemo:
             probabilities, motion_peak, getattr(config, "trained_motion_peak", None),
             self.uncertain_below, self.large_motion_factor,
         )
+        if self.onnx:
+            evidence = ""
+        else:
+            top = max(range(len(names)), key=lambda i: importance[i])
+            evidence = f"; most evidence from the **{pretty_region(names[top])}** ({importance[top]:.0%})"
         summary = (
-            f"{headline}; most evidence from the **{pretty_region(names[top])}** ({importance[top]:.0%}). "
-            f"Read {source_frames} frames ({duration}); the model saw {read} of them."
+            f"{headline}{evidence}. Read {source_frames} frames ({duration}); the model saw {read} of them."
         )
         face = track["summary"][0].upper() + track["summary"][1:] + "."
         notes = [n for n in str(inputs["notes"][0]).split("; ") if n]
@@ -540,6 +582,11 @@ class MieDemo:
             notes.append(f"The {span} frames with the face were sampled evenly down to {sampled} for the model.")
         if read < sampled:
             notes.append(f"{sampled - read} of the {sampled} sampled frames had no usable face; the model skipped them.")
+        if self.onnx:
+            notes.append(
+                "Run with ONNX Runtime: the regions' shares of the evidence and the Grad-CAM heatmaps need the "
+                "PyTorch model (start the app with --model instead of --onnx to see them)."
+            )
         return MieDemoResult(
             probabilities=probabilities,
             predicted=predicted,
@@ -587,6 +634,33 @@ def answer_verdict(
         spread = ", ".join(f"{k} {v:.0%}" for k, v in ranked)
         return "uncertain", f"**Uncertain**: no class reaches {uncertain_below:.0%} ({spread})"
     return "class", f"**{predicted}** ({p:.0%})"
+
+
+def onnx_explanation(out, config):
+    """A `MieExplanation` from an ONNX Runtime answer (`OnnxMieOutput` of one clip): the
+    probabilities and each region's activity over time, computed as `explain_clip` computes them
+    from the region features; no Grad-CAM (`heatmaps` empty) and no shares (`region_importance` NaN)."""
+    from .explain import MieExplanation
+
+    features = out.region_features[0]  # (frames, R, F), zero where not read
+    real = np.flatnonzero(out.frame_mask[0])
+    moved = np.linalg.norm(features[real] - features[real[:1]], axis=-1)  # (T, R) from the first real frame
+    peak = float(moved.max())
+    timeline = np.full(features.shape[:2], np.nan, np.float32)
+    timeline[real] = moved / peak if peak > 0 else 0.0
+    regions = config.num_regions
+    predicted = int(out.probabilities[0].argmax())
+    return MieExplanation(
+        probabilities=out.probabilities[0],
+        label_names=list(out.label_names),
+        predicted=predicted,
+        target=predicted,
+        region_names=config.region_names,
+        region_importance=np.full(regions, np.nan, np.float32),
+        heatmaps=np.zeros((0, *config.crop_size), np.float32),
+        peak_frames=real[moved.argmax(axis=0)],
+        region_activity=timeline,
+    )
 
 
 def _video_header(path: Path) -> dict | None:
@@ -673,7 +747,9 @@ __all__ = [
     "NO_FACE_SERIES",
     "MieDemo",
     "MieDemoResult",
+    "answer_verdict",
     "card_says_synthetic",
+    "onnx_explanation",
     "pretty_region",
     "read_model_card",
     "resolve_model",
