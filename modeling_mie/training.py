@@ -164,14 +164,109 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _epochs(progress: Progress | None, stage: str, total: int):
+def _epochs(progress: Progress | None, stage: str, total: int, device: torch.device | None = None):
+    """range(total), calling `progress` after each epoch (after waiting for `device`'s queued work)."""
     for epoch in range(total):
         yield epoch
         if progress is not None:
+            if device is not None:
+                _synchronize(device)
             progress(stage, epoch + 1, total, {})
 
 
 # ---------------------------------------------------------------------------- stage 1
+#: How stage 1 runs its steps: "off" (eager PyTorch, the default and the only path that repeats a
+#: CPU run bit for bit), "default" (`torch.compile`: inductor fuses the uint8 -> float conversion,
+#: the onset difference, pooling, ReLUs and the loss around cuDNN's convolutions, forward and
+#: backward) or "reduce-overhead" (the same, replayed as CUDA graphs: one launch per step instead
+#: of a few hundred). Compiled steps see batches of one fixed size (the epoch's last, partial
+#: batch is padded and its padding weighted 0 in the loss), so each process compiles once.
+COMPILE_MODES = ("off", "default", "reduce-overhead")
+
+#: On CUDA, stage 1 uses Adam's fused kernel and lets cuDNN time its convolution algorithms for
+#: the stage's batch shapes (`cudnn.benchmark`); both change results in rounding only (docs/
+#: training.md, Devices and precision). `bench/train.py --no-cuda-tuning` switches it off to
+#: measure the path without them.
+CUDA_TUNING = True
+
+_COMPILED_STEPS: dict[str, Callable] = {}  # one compiled step per mode and process: folds share it
+
+
+def check_compile_mode(mode: str | None) -> str:
+    """`None` or one of `COMPILE_MODES` -> the mode; anything else is a ValueError naming the allowed values."""
+    mode = "off" if mode is None else str(mode)
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {list(COMPILE_MODES)}; got {mode!r}.")
+    return mode
+
+
+def stage1_batch_loss(
+    cnn,
+    config: MieConfig,
+    batch_frames: torch.Tensor,
+    batch_firsts: torch.Tensor,
+    batch_targets: torch.Tensor,
+    weights: torch.Tensor,
+    alpha: torch.Tensor,
+    precision: str,
+) -> torch.Tensor:
+    """Stage 1's loss on one batch of fixed size, padding included: what `torch.compile` compiles.
+
+    batch_frames / batch_firsts: (b, R, C, H, W) uint8 frames and their clips' first frames;
+    batch_targets: (b, R) region labels; weights: (b,) each sample's share of the batch mean,
+    1 / (real samples * R) for a real one and 0 for padding, so the loss and its gradients are
+    those of the real samples alone (the padding's terms are exact zeros).
+    """
+    with autocast(batch_frames.device, precision):
+        inputs = region_cnn_input(config, _to_float(batch_frames), _to_float(batch_firsts))
+        _, logits = cnn(inputs)  # (b, R, K)
+    losses = focal_loss(logits.float().flatten(0, 1), batch_targets.flatten(), config.focal_gamma, alpha, reduction="none")
+    return (losses.view(weights.shape[0], -1) * weights.unsqueeze(1)).sum()  # (b * R,) -> (b, R) -> ()
+
+
+def _compiled_step(mode: str) -> Callable:
+    if mode not in _COMPILED_STEPS:
+        options = {"mode": "reduce-overhead"} if mode == "reduce-overhead" else {}
+        _COMPILED_STEPS[mode] = torch.compile(stage1_batch_loss, dynamic=False, **options)
+    return _COMPILED_STEPS[mode]
+
+
+def padded_batches(n: int, batch_size: int, regions: int, device: torch.device) -> tuple[torch.Tensor, list[int]]:
+    """Loss weights of an epoch of `n` samples cut into batches of `batch_size`, the last one padded.
+
+    Returns weights (batches, batch_size) on `device`, 1 / (real samples * regions) for each real
+    sample of a batch and 0 for padding (a sample's `regions` terms share its weight, so a
+    weighted sum is the mean over the batch's real terms), and the real sample count of each batch.
+    """
+    batches = -(-n // batch_size)
+    counts = [min(batch_size, n - i * batch_size) for i in range(batches)]
+    weights = torch.zeros(batches, batch_size, dtype=torch.float32)
+    for i, count in enumerate(counts):
+        weights[i, :count] = 1.0 / (count * regions)
+    return weights.to(device), counts
+
+
+def _adam(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.Adam:
+    """Adam as every stage uses it; on CUDA (with `CUDA_TUNING`) its fused kernel, a few launches a step."""
+    fused = {"fused": True} if device.type == "cuda" and CUDA_TUNING else {}
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fused)
+
+
+class _CudnnBenchmark:
+    """cuDNN times its algorithms for each new shape while this is active (CUDA with `CUDA_TUNING`)."""
+
+    def __init__(self, device: torch.device):
+        self.enabled = device.type == "cuda" and CUDA_TUNING
+
+    def __enter__(self):
+        self.saved = torch.backends.cudnn.benchmark
+        if self.enabled:
+            torch.backends.cudnn.benchmark = True
+
+    def __exit__(self, *exc):
+        torch.backends.cudnn.benchmark = self.saved
+
+
 def train_stage1_cnn(
     model: MieForVideoClassification,
     clips: Sequence[ClipTensors],
@@ -179,6 +274,7 @@ def train_stage1_cnn(
     generator: torch.Generator,
     progress: Progress | None = None,
     precision: str = "fp32",
+    compile: str | None = "off",
 ) -> StageReport:
     """Train the region CNNs (and their stage-1 heads) on single frames with region labels.
 
@@ -187,10 +283,16 @@ def train_stage1_cnn(
     Training runs where the model is: the selected uint8 frames move there in one copy
     (`devices.stage_tensor`) and become float there, batch by batch; `precision` "bf16" runs
     the CNN under autocast. The batch order comes from `generator` (a CPU generator), so every
-    device sees the same batches.
+    device sees the same batches. `compile` (`COMPILE_MODES`) compiles each step.
+
+    Nothing in the epoch loop waits for the device: batch indices are gathered where the frames
+    are, the epoch's loss is summed as a tensor there, and the losses come back in one copy at the
+    end (with a `progress` callback, the stage waits for the device once per epoch before calling
+    it, so that per-epoch times hold on a GPU).
     """
     import time
 
+    mode = check_compile_mode(compile)
     start = time.perf_counter()
     config = model.config
     frames, owners, targets, subjects = [], [], [], set()
@@ -219,28 +321,48 @@ def train_stage1_cnn(
     at = frames.device  # where batches are gathered: the device, or (pinned) CPU memory
     owners, targets, alpha = owners.to(at), targets.to(device), alpha.to(device)
     cnn = model.region_cnn
-    optimizer = torch.optim.Adam(cnn.parameters(), lr=schedule.stage1_lr, weight_decay=schedule.weight_decay)
+    optimizer = _adam(cnn.parameters(), schedule.stage1_lr, schedule.weight_decay, device)
     report = StageReport(subjects=sorted(subjects), samples=len(frames))
+    n, size = len(frames), schedule.stage1_batch_size
+    epoch_losses = torch.zeros(schedule.stage1_epochs, dtype=torch.float64, device=device)
+    if mode != "off":
+        step = _compiled_step(mode)
+        weights, counts = padded_batches(n, size, config.num_regions, device)
     cnn.train()
-    n = len(frames)
-    for _ in _epochs(progress, "stage1_cnn", schedule.stage1_epochs):
-        order = torch.randperm(n, generator=generator).to(at)
-        # summed on the device in float64 (the same sums as Python floats): no sync per batch
-        total, count = torch.zeros((), dtype=torch.float64, device=device), 0
-        for start_i in range(0, n, schedule.stage1_batch_size):
-            batch = order[start_i : start_i + schedule.stage1_batch_size]
-            batch_frames = frames[batch].to(device, non_blocking=True)  # (b, R, C, H, W) uint8
-            batch_firsts = firsts[owners[batch]].to(device, non_blocking=True)
-            with autocast(device, precision):
-                inputs = region_cnn_input(config, _to_float(batch_frames), _to_float(batch_firsts))
-                _, logits = cnn(inputs)  # (b, R, K)
-            loss = focal_loss(logits.float().flatten(0, 1), targets[batch.to(device)].flatten(), config.focal_gamma, alpha)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach().double() * len(batch)
-            count += len(batch)
-        report.losses.append(total.item() / count)
+    with _CudnnBenchmark(device):
+        for epoch in _epochs(progress, "stage1_cnn", schedule.stage1_epochs, device):
+            order = torch.randperm(n, generator=generator).to(at)
+            # summed on the device in float64 (the same sums as Python floats): no sync per batch
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            if mode == "off":
+                for start_i in range(0, n, size):
+                    batch = order[start_i : start_i + size]
+                    batch_frames = frames[batch].to(device, non_blocking=True)  # (b, R, C, H, W) uint8
+                    batch_firsts = firsts[owners[batch]].to(device, non_blocking=True)
+                    with autocast(device, precision):
+                        inputs = region_cnn_input(config, _to_float(batch_frames), _to_float(batch_firsts))
+                        _, logits = cnn(inputs)  # (b, R, K)
+                    loss = focal_loss(logits.float().flatten(0, 1), targets[batch.to(device)].flatten(), config.focal_gamma, alpha)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.detach().double() * len(batch)
+            else:
+                # the last batch is filled up with the epoch's first samples, weighted 0
+                order = torch.cat([order, order[: len(counts) * size - n]])  # (batches * size,)
+                for i, count in enumerate(counts):
+                    batch = order[i * size : (i + 1) * size]  # (size,): always the same shape
+                    loss = step(
+                        cnn, config, frames[batch].to(device, non_blocking=True),
+                        firsts[owners[batch]].to(device, non_blocking=True), targets[batch.to(device)],
+                        weights[i], alpha, precision,
+                    )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.detach().double() * count
+            epoch_losses[epoch] = total / n
+    report.losses = epoch_losses.tolist()  # the one copy back, after the last epoch
     cnn.eval()
     _synchronize(device)
     report.seconds = time.perf_counter() - start
@@ -322,7 +444,7 @@ def train_stage2_temporal(
     temporal = model.temporal
     temporal.fit_feature_statistics(list(features))
     padded_all, lengths_all = _pad_batch([f.to(device) for f in features])  # (N, T_max, R, F), (N,) on the CPU
-    optimizer = torch.optim.Adam(temporal.parameters(), lr=schedule.stage2_lr, weight_decay=schedule.weight_decay)
+    optimizer = _adam(temporal.parameters(), schedule.stage2_lr, schedule.weight_decay, device)
     report = StageReport(subjects=sorted({c.subject for c in clips}), samples=len(clips))
     temporal.train()
     n = len(clips)
@@ -366,9 +488,9 @@ def finetune_end_to_end(
     report = StageReport(subjects=sorted({c.subject for c in clips}), samples=len(clips))
     if schedule.finetune_epochs <= 0:
         return report
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.finetune_lr, weight_decay=schedule.weight_decay)
-    batch_size = max(1, min(8, schedule.stage2_batch_size))
     device = _model_device(model)
+    optimizer = _adam(model.parameters(), schedule.finetune_lr, schedule.weight_decay, device)
+    batch_size = max(1, min(8, schedule.stage2_batch_size))
     model.train()
     n = len(clips)
     for _ in _epochs(progress, "finetune", schedule.finetune_epochs):
@@ -443,6 +565,7 @@ def train_model(
     test_clips: Sequence[ClipTensors] = (),
     device: str | torch.device = "cpu",
     precision: str = "fp32",
+    compile: str | None = "off",
 ) -> FoldOutcome:
     """Both stages (and the optional fine-tune) on `train_clips` only, then predict `test_clips`.
 
@@ -453,10 +576,12 @@ def train_model(
     `precision` ("fp32", "tf32", "bf16" or "auto"; `modeling_mie.devices`) how. The model is
     initialised on the CPU from `seed` before it moves, so every device starts from the same
     weights, and the batch order comes from a CPU generator; the returned model and
-    probabilities are on the CPU.
+    probabilities are on the CPU. `compile` (`COMPILE_MODES`) compiles stage 1's steps, the
+    stage that takes nearly all of a fold's time on a GPU.
     """
     import time
 
+    compile = check_compile_mode(compile)
     if not train_clips:
         raise ValueError("train_model needs at least one training clip.")
     device = resolve_device(device)
@@ -469,7 +594,7 @@ def train_model(
     model = prepare_model(MieForVideoClassification(config), device)
 
     with float32_mode(device, precision):
-        stage1 = train_stage1_cnn(model, train_clips, schedule, generator, progress, precision=precision)
+        stage1 = train_stage1_cnn(model, train_clips, schedule, generator, progress, precision=precision, compile=compile)
         start = time.perf_counter()
         train_features = extract_features(model, train_clips, schedule.num_frames, precision=precision)
         features_seconds = time.perf_counter() - start
@@ -495,6 +620,7 @@ def fold_seed(seed: int, fold_key: str) -> int:
 
 
 __all__ = [
+    "COMPILE_MODES",
     "TRAINING_PRESETS",
     "ClipTensors",
     "FoldOutcome",
@@ -504,7 +630,9 @@ __all__ = [
     "finetune_end_to_end",
     "fold_seed",
     "frame_indices",
+    "padded_batches",
     "predict_clips",
+    "stage1_batch_loss",
     "train_model",
     "train_stage1_cnn",
     "train_stage2_temporal",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 
@@ -108,3 +111,102 @@ def test_training_path_and_model_forward_agree(toy, input_mode):
     with torch.no_grad():
         via_forward = model(pixel_values=clip.crops[idx].float().div(255).unsqueeze(0)).logits.softmax(-1)
     torch.testing.assert_close(via_training, via_forward, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- compiled stage 1
+def _noise_clips(config, count, frames, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h, w = config.crop_size
+    return [
+        ClipTensors(torch.randint(0, 256, (frames, config.num_regions, 1, h, w), generator=g, dtype=torch.uint8),
+                    i % config.num_labels, config.region_labels(i % config.num_labels), f"x/{i % 4}", "x", f"c{i}",
+                    str(i % 4), 0, frames // 2, frames - 1)
+        for i in range(count)
+    ]
+
+
+def test_padded_batch_loss_is_the_real_samples_mean_with_their_gradients(tiny_config):
+    """The compiled path pads the epoch's last batch; the padding must not move loss or gradients."""
+    from modeling_mie import MieForVideoClassification
+    from modeling_mie.modeling_mie import focal_loss, region_cnn_input
+    from modeling_mie.training import padded_batches, stage1_batch_loss
+
+    weights, counts = padded_batches(10, 4, 3, torch.device("cpu"))
+    assert counts == [4, 4, 2] and weights.shape == (3, 4)
+    torch.testing.assert_close(weights.sum(1), torch.full((3,), 1 / 3))  # a sample's 3 region terms share its weight
+    assert weights[2, 2:].eq(0).all()
+
+    config = MieConfig.from_dict({**tiny_config.to_dict(), "input_mode": "onset_difference", "cnn_dropout": 0.0})
+    torch.manual_seed(0)
+    cnn = MieForVideoClassification(config).region_cnn.train()
+    clips = _noise_clips(config, 3, 4)
+    frames = torch.cat([c.crops for c in clips])[:5]  # (5, R, C, H, W): 3 real samples + 2 of padding below
+    firsts = torch.stack([clips[0].crops[0]] * 5)
+    targets = torch.tensor([list(clips[i % 3].region_labels) for i in range(5)])
+    alpha = torch.rand(config.num_region_classes) + 0.5
+    w = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0]) / (3 * config.num_regions)
+
+    padded = stage1_batch_loss(cnn, config, frames, firsts, targets, w, alpha, "fp32")
+    padded_grads = torch.autograd.grad(padded, list(cnn.parameters()))
+    _, logits = cnn(region_cnn_input(config, frames[:3].float() / 255, firsts[:3].float() / 255))
+    plain = focal_loss(logits.flatten(0, 1), targets[:3].flatten(), config.focal_gamma, alpha)
+    plain_grads = torch.autograd.grad(plain, list(cnn.parameters()))
+    torch.testing.assert_close(padded, plain)
+    for a, b in zip(padded_grads, plain_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_stage1_epoch_loop_never_waits_for_the_device(monkeypatch, tiny_config):
+    """No `.item()` in the loop (each is a host sync on a GPU): the epoch losses are summed as
+    tensors and come back in one `.tolist()` after the last epoch."""
+    from modeling_mie import MieForVideoClassification
+    from modeling_mie.training import train_stage1_cnn
+
+    clips = _noise_clips(tiny_config, 4, 5)
+    model = MieForVideoClassification(tiny_config)
+    calls = {"tolist": 0}
+    real_tolist = torch.Tensor.tolist
+
+    real_item = torch.Tensor.item
+
+    def from_training():
+        # only calls from the training module count: Adam reads its step counter (a CPU tensor on
+        # every device) with .item(), the focal-loss weights are counted with .tolist() before the loop
+        return sys._getframe(2).f_code.co_filename.endswith(f"modeling_mie{os.sep}training.py")
+
+    def no_item(self):
+        if from_training():
+            raise AssertionError("Tensor.item() called in stage 1: a host sync per call on a GPU")
+        return real_item(self)
+
+    def counted_tolist(self):
+        calls["tolist"] += from_training()
+        return real_tolist(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", no_item)
+    schedule = TRAINING_PRESETS["fast"].updated(stage1_epochs=3, stage1_batch_size=4, stage1_frames=0)
+    monkeypatch.setattr(torch.Tensor, "tolist", counted_tolist)
+    report = train_stage1_cnn(model, clips, schedule, torch.Generator().manual_seed(0))
+    assert calls["tolist"] == 1
+    assert len(report.losses) == 3 and all(isinstance(x, float) and x > 0 for x in report.losses)
+
+
+def test_compiled_stage1_trains_what_eager_stage1_trains(tiny_config):
+    """`compile="default"` (torch.compile, padded last batch) against eager on a tiny fold: the same
+    losses and predictions within rounding. Dropout is off, since the compiled step draws its
+    dropout masks from another random stream. Compiling takes about 30 s on one CPU core."""
+    from modeling_mie.training import check_compile_mode
+
+    config = MieConfig.from_dict({**tiny_config.to_dict(), "input_mode": "onset_difference", "cnn_dropout": 0.0})
+    clips = _noise_clips(config, 10, 5)
+    # 8 clips x 5 frames = 40 samples: batches of 6 leave a last batch of 4, padded to 6 when compiled
+    schedule = TRAINING_PRESETS["fast"].updated(stage1_epochs=2, stage1_batch_size=6, stage1_frames=0,
+                                                stage2_epochs=2, num_frames=4)
+    eager = train_model(config, clips[:8], schedule, seed=1, test_clips=clips[8:])
+    compiled = train_model(config, clips[:8], schedule, seed=1, test_clips=clips[8:], compile="default")
+    assert compiled.stage1.losses == pytest.approx(eager.stage1.losses, rel=1e-5)
+    torch.testing.assert_close(compiled.probabilities, eager.probabilities, rtol=1e-4, atol=1e-5)
+    for a, b in zip(compiled.model.region_cnn.parameters(), eager.model.region_cnn.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"compile must be one of \['off', 'default', 'reduce-overhead'\]; got 'fast'"):
+        check_compile_mode("fast")
