@@ -185,6 +185,7 @@ class FoldSpec:
     show_progress: bool = False
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N" (resolved by the command; `modeling_mie.devices`)
     precision: str = "fp32"  # "fp32", "tf32" or "bf16"
+    compile: str = "off"  # stage 1's steps: "off", "default" or "reduce-overhead" (`training.COMPILE_MODES`)
 
 
 def fold_file(output_dir: Path, key: str) -> Path:
@@ -213,7 +214,7 @@ def run_fold(spec: FoldSpec) -> dict:
     try:
         outcome = train_model(
             config, train, schedule, fold_seed(spec.seed, spec.key), progress, test_clips=test,
-            device=device, precision=spec.precision,
+            device=device, precision=spec.precision, compile=spec.compile,
         )
     finally:
         if progress is not None:
@@ -225,6 +226,7 @@ def run_fold(spec: FoldSpec) -> dict:
         "list_subject": test[0].list_subject,
         "seed": fold_seed(spec.seed, spec.key),
         "device": describe_device(device, spec.precision),
+        "compile": spec.compile,
         "train_clips": len(train),
         "test_clips": len(test),
         # the proof of an honest fold: the subjects whose clips each stage read
@@ -499,7 +501,8 @@ def run_identity(
     """What makes two runs the same: resuming is refused when any of it changed.
 
     The device is not part of it (a run started on the CPU may go on on a GPU: fp32 folds
-    differ only by rounding); a precision other than fp32 is, so bf16 and fp32 folds never mix.
+    differ only by rounding), nor is `--compile` (compiled steps compute what eager ones do, in
+    another order of rounding, with dropout drawn from another random stream as on a GPU); a precision other than fp32 is, so bf16 and fp32 folds never mix.
     fp32 adds nothing, so runs made before devices existed still resume.
     """
     clips = sorted(f"{r['subject']}|{r['clip']}|{r['label']}|{r['cache_key']}" for r in rows)

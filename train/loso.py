@@ -3,7 +3,8 @@
     python train/loso.py --dataset casme2=/data/CASME2 --dataset samm=/data/SAMM \\
         --dataset smic=/data/SMIC --megc2019 --output-dir runs/megc2019 [--preset fast|paper]
         [--folds casme2/sub01 ...] [--workers N | --ray ADDRESS] [--resume] [--seed N]
-        [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16] [--push-to-hub ORG/NAME]
+        [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16] [--compile [reduce-overhead]]
+        [--push-to-hub ORG/NAME]
 
     python train/loso.py --dataset synthetic=data/synthetic --output-dir runs/synthetic
 
@@ -59,7 +60,7 @@ def _bool(text: str) -> bool:
 
 def parse_args(argv=None) -> argparse.Namespace:
     from modeling_mie.configuration_mie import PRESETS
-    from modeling_mie.training import TrainingSchedule
+    from modeling_mie.training import COMPILE_MODES, TrainingSchedule
 
     parser = argparse.ArgumentParser(
         prog="python train/loso.py",
@@ -94,6 +95,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     run.add_argument("--precision", default="auto", metavar="auto|fp32|tf32|bf16",
                      help="auto (default): bf16 autocast of the region CNNs on a GPU that has it, fp32 elsewhere; "
                      "fp32 is plain float32 (TF32 off on CUDA); see docs/training.md, Devices and precision")
+    run.add_argument("--compile", nargs="?", const="default", default="off", choices=COMPILE_MODES,
+                     help="compile stage 1's training steps with torch.compile (off by default; 'reduce-overhead' also "
+                     "replays them as CUDA graphs); each fold process compiles once (tens of seconds), results differ "
+                     "from eager ones in rounding only; see docs/training.md, Devices and precision")
     run.add_argument("--ray", metavar="ADDRESS", default=None,
                      help="run folds on a Ray cluster (ADDRESS, or 'local' to start one here); needs modeling_mie[ray] "
                      "and a file system shared by all nodes for --output-dir and --cache-dir")
@@ -194,6 +199,8 @@ def main(args) -> int:
             )
         folds = [s for s in subjects if s in set(args.folds)]
     device_text = describe_device(device, precision) + f"; {threads} CPU threads per fold"
+    if args.compile != "off":
+        device_text += f"; stage 1 compiled ({args.compile})"
     if device.type == "cuda" and args.workers > 1:
         device_text += f"; {args.workers} fold processes share {'the GPUs' if str(device) == 'cuda' else str(device)}"
     runner = f"Ray at {args.ray}" if args.ray else f"{args.workers} local process{'es' if args.workers > 1 else ''}"
@@ -216,6 +223,7 @@ def main(args) -> int:
         "seed": args.seed,
         "device": describe_device(device, precision),
         "precision": precision,
+        "compile": args.compile,
         "command": [sys.executable, *sys.argv],
         "data": data.description,
     })
@@ -228,7 +236,7 @@ def main(args) -> int:
             key=k, output_dir=str(output_dir), cache_path=data.cache_path, rows=data.rows,
             config=config.to_dict(), schedule=asdict(schedule), seed=args.seed, threads=threads,
             use_action_units=not args.no_action_units, show_progress=args.workers == 1 and not args.ray,
-            device=str(device), precision=precision,
+            device=str(device), precision=precision, compile=args.compile,
         )
         for k in todo
     ]
@@ -294,7 +302,8 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
     torch.set_num_threads(threads)
     clips = load_clip_tensors(data.cache_path, data.rows, config, not args.no_action_units)
     print(f"  training the final model on all {len(clips)} clips of {len(data.subjects)} subjects ...")
-    outcome = train_model(config, clips, schedule, fold_seed(args.seed, "final"), device=device, precision=precision)
+    outcome = train_model(config, clips, schedule, fold_seed(args.seed, "final"), device=device, precision=precision,
+                          compile=args.compile)
     # calibrated confidence: the temperature fitted on the run's out-of-fold predictions
     outcome.model.config.temperature = round(float(summary["calibration"]["temperature"]), 4)
     # how far the training clips moved (flow models): the app's "large movement" check compares with it
