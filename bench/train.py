@@ -16,10 +16,16 @@ training frame, every clip) and scales them to the schedule: the first epoch (cu
 kernels, caches warming) once, the median of the others for the rest. `--full` runs the whole
 schedule with no extrapolation. Seconds per epoch are printed with each figure.
 
-Last line: `fold_s_fast=<x> fold_s_paper=<y>` (only the presets that ran).
+`--compile [reduce-overhead]` compiles stage 1's steps as `train/loso.py --compile` does; the first
+epoch then includes the compilation, printed apart (first epoch minus the median of the others).
+`--no-cuda-tuning` runs stage 1 on CUDA without the fused Adam and cuDNN autotuning
+(`training.CUDA_TUNING`), the path before them, to measure what they give.
+
+Last line: `fold_s_fast=<x> fold_s_paper=<y>` (only the presets that ran), then, where epochs were
+timed, `stage1_epoch_s_<preset>=<median seconds per stage-1 epoch>`.
 
 Usage: python bench/train.py [--threads N] [--seed 0] [--device cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16]
-       [--presets fast paper] [--epochs N | --full]
+       [--presets fast paper] [--epochs N | --full] [--compile [reduce-overhead]] [--no-cuda-tuning]
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import torch
 # runs from a checkout without installation too (the GPU check runs it that way)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_mie import MieConfig, MieForVideoClassification  # noqa: E402
+from modeling_mie import MieConfig, MieForVideoClassification, training  # noqa: E402
 from modeling_mie.devices import (  # noqa: E402
     describe_device,
     float32_mode,
@@ -45,6 +51,7 @@ from modeling_mie.devices import (  # noqa: E402
 )
 from modeling_mie.errors import MieInputError  # noqa: E402
 from modeling_mie.training import (  # noqa: E402
+    COMPILE_MODES,
     TRAINING_PRESETS,
     ClipTensors,
     extract_features,
@@ -105,7 +112,7 @@ def scaled(epoch_seconds: list[float], epochs: int) -> float:
 
 
 def time_fold(preset: str, seed: int, device=None, precision: str = "fp32", epochs: int | None = None,
-              full: bool = False) -> dict:
+              full: bool = False, compile: str = "off") -> dict:
     device = device or torch.device("cpu")
     config = MieConfig.from_preset(preset)
     schedule = TRAINING_PRESETS[preset]
@@ -116,29 +123,30 @@ def time_fold(preset: str, seed: int, device=None, precision: str = "fp32", epoc
     generator = torch.Generator().manual_seed(seed)
     model = prepare_model(MieForVideoClassification(config), device)
     epoch_frames = sum(len(stage1_frame_indices(c, schedule)) for c in train)
-    result = {"preset": preset, "train_clips": len(train), "stage1_frames_per_epoch": epoch_frames}
+    result = {"preset": preset, "train_clips": len(train), "stage1_frames_per_epoch": epoch_frames, "compile": compile}
     with float32_mode(device, precision):
         if full or (preset == "fast" and epochs is None):
-            _run_stages(result, model, clips, train, schedule, generator, precision)
+            _run_stages(result, model, clips, train, schedule, generator, precision, compile)
             result["extrapolated"] = False
         elif epochs is not None:
             run = schedule.updated(stage1_epochs=min(epochs, schedule.stage1_epochs),
                                    stage2_epochs=min(epochs, schedule.stage2_epochs))
-            clock = _run_stages(result, model, clips, train, run, generator, precision)
+            clock = _run_stages(result, model, clips, train, run, generator, precision, compile)
             result["stage1_s"] = scaled(clock.epochs("stage1_cnn"), schedule.stage1_epochs)
             result["stage2_s"] = scaled(clock.epochs("stage2_temporal"), schedule.stage2_epochs)
             result["extrapolated"] = run.stage1_epochs < schedule.stage1_epochs or run.stage2_epochs < schedule.stage2_epochs
         else:
-            _time_paper_slice(result, model, clips, train, schedule, generator, epoch_frames, held_out, precision)
+            _time_paper_slice(result, model, clips, train, schedule, generator, epoch_frames, held_out, precision,
+                              compile)
     result["fold_s"] = result["stage1_s"] + result["features_s"] + result["stage2_s"]
     return result
 
 
-def _run_stages(result, model, clips, train, schedule, generator, precision) -> EpochClock:
+def _run_stages(result, model, clips, train, schedule, generator, precision, compile="off") -> EpochClock:
     """Both stages as a fold runs them, timed per epoch; fills stage1_s, features_s, stage2_s."""
     clock = EpochClock()
     clock.start("stage1_cnn")
-    report = train_stage1_cnn(model, train, schedule, generator, clock, precision=precision)
+    report = train_stage1_cnn(model, train, schedule, generator, clock, precision=precision, compile=compile)
     result["stage1_s"] = report.seconds
     result["stage1_epoch_s"] = clock.epochs("stage1_cnn")
     start = time.perf_counter()
@@ -153,7 +161,8 @@ def _run_stages(result, model, clips, train, schedule, generator, precision) -> 
     return clock
 
 
-def _time_paper_slice(result, model, clips, train, schedule, generator, epoch_frames, held_out, precision) -> None:
+def _time_paper_slice(result, model, clips, train, schedule, generator, epoch_frames, held_out, precision,
+                      compile="off") -> None:
     """The CPU default for the paper preset: too slow to run even one full epoch of stage 1 here."""
     # stage 1: one epoch over a slice of clips, scaled to every frame and 100 epochs
     slice_clips, frames = [], 0
@@ -162,7 +171,8 @@ def _time_paper_slice(result, model, clips, train, schedule, generator, epoch_fr
         frames += len(stage1_frame_indices(clip, schedule))
         if frames >= 1024:
             break
-    report = train_stage1_cnn(model, slice_clips, schedule.updated(stage1_epochs=1), generator, precision=precision)
+    report = train_stage1_cnn(model, slice_clips, schedule.updated(stage1_epochs=1), generator, precision=precision,
+                              compile=compile)
     result["stage1_s"] = report.seconds * epoch_frames / frames * schedule.stage1_epochs
     start = time.perf_counter()
     features = extract_features(model, clips, schedule.num_frames, precision=precision)
@@ -184,7 +194,13 @@ def main() -> None:
     how.add_argument("--epochs", type=int, default=None,
                      help="time N full epochs of each stage and scale them to the schedule (quick on a GPU)")
     how.add_argument("--full", action="store_true", help="run every preset's whole schedule, nothing extrapolated")
+    parser.add_argument("--compile", nargs="?", const="default", default="off", choices=COMPILE_MODES,
+                        help="compile stage 1's steps (train/loso.py --compile); 'reduce-overhead' adds CUDA graphs")
+    parser.add_argument("--no-cuda-tuning", action="store_true",
+                        help="stage 1 on CUDA without fused Adam and cuDNN autotuning (the path before them)")
     args = parser.parse_args()
+    if args.no_cuda_tuning:
+        training.CUDA_TUNING = False
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
     try:
@@ -194,11 +210,12 @@ def main() -> None:
         raise SystemExit(f"error: {err}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
+    how = f"compile {args.compile}" + ("" if training.CUDA_TUNING or device.type != "cuda" else ", no CUDA tuning")
     print(f"composite-shaped data: 442 clips, 68 subjects; {torch.get_num_threads()} threads; "
-          f"device {describe_device(device, precision)}; torch {torch.__version__}")
+          f"device {describe_device(device, precision)}; {how}; torch {torch.__version__}")
     results = {}
     for preset in args.presets:
-        r = time_fold(preset, args.seed, device, precision, args.epochs, args.full)
+        r = time_fold(preset, args.seed, device, precision, args.epochs, args.full, args.compile)
         results[preset] = r
         if not r["extrapolated"]:
             mark = ""
@@ -214,8 +231,22 @@ def main() -> None:
         if "stage1_epoch_s" in r:
             per = lambda xs: ", ".join(f"{x:.2f}" for x in xs[:6]) + (" ..." if len(xs) > 6 else "")
             print(f"       seconds per epoch: stage1 [{per(r['stage1_epoch_s'])}]  stage2 [{per(r['stage2_epoch_s'])}]")
-        print(f"       68 folds: {68 * r['fold_s'] / 3600:.2f} h in one process")
-    print(" ".join(f"fold_s_{p}={r['fold_s']:.1f}" for p, r in results.items()))
+            if len(r["stage1_epoch_s"]) > 1:
+                first, median = r["stage1_epoch_s"][0], float(np.median(r["stage1_epoch_s"][1:]))
+                r["stage1_epoch_median_s"] = median
+                print(f"       stage 1: {median:.3f} s per epoch after the first; the first took {first - median:.1f} s "
+                      f"more (compilation, cuDNN autotuning, warm-up)")
+        if "stage1_epoch_median_s" in r:
+            # the folds of one process share its compiled step and cuDNN's choices: the first epoch's
+            # extra seconds are paid once, not per fold
+            once = r["stage1_epoch_s"][0] - r["stage1_epoch_median_s"]
+            print(f"       68 folds: {68 * r['fold_s'] / 3600:.2f} h in one process if each fold paid the first "
+                  f"epoch's extra; {(68 * (r['fold_s'] - once) + once) / 3600:.2f} h if only the first fold does")
+        else:
+            print(f"       68 folds: {68 * r['fold_s'] / 3600:.2f} h in one process")
+    print(" ".join([f"fold_s_{p}={r['fold_s']:.1f}" for p, r in results.items()]
+                   + [f"stage1_epoch_s_{p}={r['stage1_epoch_median_s']:.3f}" for p, r in results.items()
+                      if "stage1_epoch_median_s" in r]))
 
 
 if __name__ == "__main__":

@@ -352,6 +352,9 @@ def train_stage1_cnn(
                 order = torch.cat([order, order[: len(counts) * size - n]])  # (batches * size,)
                 for i, count in enumerate(counts):
                     batch = order[i * size : (i + 1) * size]  # (size,): always the same shape
+                    if mode == "reduce-overhead":
+                        # a new training step: the last replay's outputs (loss, gradients) are consumed
+                        torch.compiler.cudagraph_mark_step_begin()
                     loss = step(
                         cnn, config, frames[batch].to(device, non_blocking=True),
                         firsts[owners[batch]].to(device, non_blocking=True), targets[batch.to(device)],
