@@ -6,8 +6,8 @@
 # Needs only torch (CUDA build, with triton for torch.compile), transformers and numpy. Prints, in
 # about 4 minutes on an H100, bench/train.py on the paper preset (bf16, one fold of the MEGC-composite
 # shape, EPOCHS=2 epochs of each stage timed and scaled to 100 + 60), once per variant:
-#   eager-old   eager steps, no fused Adam, no cuDNN autotuning (the path measured at 3.4 s per epoch)
-#   eager       eager steps, fused Adam and cuDNN autotuning (the CUDA default now)
+#   eager-old   eager steps, foreach Adam (the path measured at 3.4 s per epoch)
+#   eager       eager steps with fused Adam (the CUDA default now)
 #   compile     --compile: torch.compile of each step (inductor), last batch padded
 #   cudagraphs  --compile reduce-overhead: the same, replayed as CUDA graphs
 # then a table (seconds per stage-1 epoch, per fold, 68 folds in hours, speed-up over eager-old),
@@ -80,7 +80,7 @@ for v, (epoch, fold, first) in rows.items():
 print("goal: 68 folds in 0.5 h on one GPU, about 26 s per fold (stage 1 about 0.2 s per epoch)")
 PY
 
-echo "== profile: 20 eager stage-1 steps of the paper preset (bf16, batch 64, fused Adam, cuDNN autotuning)"
+echo "== profile: 20 eager stage-1 steps of the paper preset (bf16, batch 64, fused Adam)"
 timeout 120 "$PY" - <<'PY' || echo "profile FAILED or timed out"
 import time
 import torch
@@ -97,7 +97,6 @@ h, w = config.crop_size
 frames = torch.randint(0, 256, (64, config.num_regions, config.num_channels, h, w), dtype=torch.uint8, device=device)
 targets = torch.randint(0, config.num_region_classes, (64, config.num_regions), device=device)
 optimizer = _adam(cnn.parameters(), 1e-3, 0.0, device)
-torch.backends.cudnn.benchmark = True
 
 
 def step():

@@ -18,8 +18,8 @@ schedule with no extrapolation. Seconds per epoch are printed with each figure.
 
 `--compile [reduce-overhead]` compiles stage 1's steps as `train/loso.py --compile` does; the first
 epoch then includes the compilation, printed apart (first epoch minus the median of the others).
-`--no-cuda-tuning` runs stage 1 on CUDA without the fused Adam and cuDNN autotuning
-(`training.CUDA_TUNING`), the path before them, to measure what they give.
+`--no-cuda-tuning` runs stage 1 on CUDA without the fused Adam
+(`training.CUDA_TUNING`), the path before it, to measure what it gives.
 
 Last line: `fold_s_fast=<x> fold_s_paper=<y>` (only the presets that ran), then, where epochs were
 timed, `stage1_epoch_s_<preset>=<median seconds per stage-1 epoch>`.
@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--compile", nargs="?", const="default", default="off", choices=COMPILE_MODES,
                         help="compile stage 1's steps (train/loso.py --compile); 'reduce-overhead' adds CUDA graphs")
     parser.add_argument("--no-cuda-tuning", action="store_true",
-                        help="stage 1 on CUDA without fused Adam and cuDNN autotuning (the path before them)")
+                        help="Adam without its fused kernel on CUDA (the path before it)")
     args = parser.parse_args()
     if args.no_cuda_tuning:
         training.CUDA_TUNING = False
@@ -235,7 +235,7 @@ def main() -> None:
                 first, median = r["stage1_epoch_s"][0], float(np.median(r["stage1_epoch_s"][1:]))
                 r["stage1_epoch_median_s"] = median
                 print(f"       stage 1: {median:.3f} s per epoch after the first; the first took {first - median:.1f} s "
-                      f"more (compilation, cuDNN autotuning, warm-up)")
+                      f"more (compilation, warm-up)")
         if "stage1_epoch_median_s" in r:
             # the folds of one process share its compiled step and cuDNN's choices: the first epoch's
             # extra seconds are paid once, not per fold

@@ -183,10 +183,11 @@ def _epochs(progress: Progress | None, stage: str, total: int, device: torch.dev
 #: batch is padded and its padding weighted 0 in the loss), so each process compiles once.
 COMPILE_MODES = ("off", "default", "reduce-overhead")
 
-#: On CUDA, stage 1 uses Adam's fused kernel and lets cuDNN time its convolution algorithms for
-#: the stage's batch shapes (`cudnn.benchmark`); both change results in rounding only (docs/
-#: training.md, Devices and precision). `bench/train.py --no-cuda-tuning` switches it off to
-#: measure the path without them.
+#: On CUDA, every stage uses Adam's fused kernel (a few launches a step instead of tens; rounding
+#: only). `bench/train.py --no-cuda-tuning` switches it off to measure the path without it.
+#: cuDNN's autotuning (`cudnn.benchmark`) is not used: on an H100 it chose slower kernels for the
+#: region CNN's grouped channels-last convolutions (5.5 against 4.9 ms for the conv stack's
+#: forward and backward, batch 64, bf16).
 CUDA_TUNING = True
 
 _COMPILED_STEPS: dict[str, Callable] = {}  # one compiled step per mode and process: folds share it
@@ -252,21 +253,6 @@ def _adam(params, lr: float, weight_decay: float, device: torch.device) -> torch
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fused)
 
 
-class _CudnnBenchmark:
-    """cuDNN times its algorithms for each new shape while this is active (CUDA with `CUDA_TUNING`)."""
-
-    def __init__(self, device: torch.device):
-        self.enabled = device.type == "cuda" and CUDA_TUNING
-
-    def __enter__(self):
-        self.saved = torch.backends.cudnn.benchmark
-        if self.enabled:
-            torch.backends.cudnn.benchmark = True
-
-    def __exit__(self, *exc):
-        torch.backends.cudnn.benchmark = self.saved
-
-
 def train_stage1_cnn(
     model: MieForVideoClassification,
     clips: Sequence[ClipTensors],
@@ -329,42 +315,41 @@ def train_stage1_cnn(
         step = _compiled_step(mode)
         weights, counts = padded_batches(n, size, config.num_regions, device)
     cnn.train()
-    with _CudnnBenchmark(device):
-        for epoch in _epochs(progress, "stage1_cnn", schedule.stage1_epochs, device):
-            order = torch.randperm(n, generator=generator).to(at)
-            # summed on the device in float64 (the same sums as Python floats): no sync per batch
-            total = torch.zeros((), dtype=torch.float64, device=device)
-            if mode == "off":
-                for start_i in range(0, n, size):
-                    batch = order[start_i : start_i + size]
-                    batch_frames = frames[batch].to(device, non_blocking=True)  # (b, R, C, H, W) uint8
-                    batch_firsts = firsts[owners[batch]].to(device, non_blocking=True)
-                    with autocast(device, precision):
-                        inputs = region_cnn_input(config, _to_float(batch_frames), _to_float(batch_firsts))
-                        _, logits = cnn(inputs)  # (b, R, K)
-                    loss = focal_loss(logits.float().flatten(0, 1), targets[batch.to(device)].flatten(), config.focal_gamma, alpha)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += loss.detach().double() * len(batch)
-            else:
-                # the last batch is filled up with the epoch's first samples, weighted 0
-                order = torch.cat([order, order[: len(counts) * size - n]])  # (batches * size,)
-                for i, count in enumerate(counts):
-                    batch = order[i * size : (i + 1) * size]  # (size,): always the same shape
-                    if mode == "reduce-overhead":
-                        # a new training step: the last replay's outputs (loss, gradients) are consumed
-                        torch.compiler.cudagraph_mark_step_begin()
-                    loss = step(
-                        cnn, config, frames[batch].to(device, non_blocking=True),
-                        firsts[owners[batch]].to(device, non_blocking=True), targets[batch.to(device)],
-                        weights[i], alpha, precision,
-                    )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    total += loss.detach().double() * count
-            epoch_losses[epoch] = total / n
+    for epoch in _epochs(progress, "stage1_cnn", schedule.stage1_epochs, device):
+        order = torch.randperm(n, generator=generator).to(at)
+        # summed on the device in float64 (the same sums as Python floats): no sync per batch
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        if mode == "off":
+            for start_i in range(0, n, size):
+                batch = order[start_i : start_i + size]
+                batch_frames = frames[batch].to(device, non_blocking=True)  # (b, R, C, H, W) uint8
+                batch_firsts = firsts[owners[batch]].to(device, non_blocking=True)
+                with autocast(device, precision):
+                    inputs = region_cnn_input(config, _to_float(batch_frames), _to_float(batch_firsts))
+                    _, logits = cnn(inputs)  # (b, R, K)
+                loss = focal_loss(logits.float().flatten(0, 1), targets[batch.to(device)].flatten(), config.focal_gamma, alpha)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach().double() * len(batch)
+        else:
+            # the last batch is filled up with the epoch's first samples, weighted 0
+            order = torch.cat([order, order[: len(counts) * size - n]])  # (batches * size,)
+            for i, count in enumerate(counts):
+                batch = order[i * size : (i + 1) * size]  # (size,): always the same shape
+                if mode == "reduce-overhead":
+                    # a new training step: the last replay's outputs (loss, gradients) are consumed
+                    torch.compiler.cudagraph_mark_step_begin()
+                loss = step(
+                    cnn, config, frames[batch].to(device, non_blocking=True),
+                    firsts[owners[batch]].to(device, non_blocking=True), targets[batch.to(device)],
+                    weights[i], alpha, precision,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach().double() * count
+        epoch_losses[epoch] = total / n
     report.losses = epoch_losses.tolist()  # the one copy back, after the last epoch
     cnn.eval()
     _synchronize(device)
