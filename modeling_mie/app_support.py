@@ -503,7 +503,8 @@ class MieDemo:
     # -- pictures ------------------------------------------------------------------------------
     def _render(self, path: Path, name: str, inputs, explanation) -> MieDemoResult:
         from .explain import overlay_heatmap
-        from .visualize import draw_regions, score_colors
+        from .flow import decode_flow
+        from .visualize import draw_regions, flow_to_rgb, score_colors
 
         config = self.model.config
         names = list(explanation.region_names)
@@ -545,9 +546,6 @@ class MieDemo:
             peak = int(explanation.peak_frames[r])
             crop = pixel_values[peak, r, :, :h, :w].permute(1, 2, 0).numpy()  # (h, w, C) in [0, 1]
             if config.input_mode == "flow":  # u, v, magnitude codes -> a colour picture of the flow
-                from .flow import decode_flow
-                from .visualize import flow_to_rgb
-
                 crop = flow_to_rgb(decode_flow(crop)[..., :2], scale=1.0)  # flow is stored divided by its peak
             else:
                 crop = np.clip(crop * 255.0 + 0.5, 0, 255).astype(np.uint8)
