@@ -44,12 +44,14 @@ per-cell vectors are held, and per analysed frame only a handful of numbers are 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import itertools
 import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections import deque
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -334,9 +336,12 @@ class _Cells:
 
     def means(self, flow: np.ndarray) -> np.ndarray:
         """(cells, 2) float32 mean flow per cell (masked pixels left out)."""
+        import cv2
+
         part = flow[: self.h, : self.w] * self.mask
-        sums = part.reshape(self.gh, CELL, self.gw, CELL, 2).sum(axis=(1, 3)).reshape(-1, 2)
-        return (sums / self.weight).astype(np.float32)
+        # INTER_AREA on an exact multiple averages each cell: the masked sum / cell area
+        sums = cv2.resize(part, (self.gw, self.gh), interpolation=cv2.INTER_AREA).reshape(-1, 2)
+        return (sums * np.float32(CELL * CELL) / self.weight).astype(np.float32)
 
     def region_motion(self, moved: np.ndarray, fraction: float) -> np.ndarray:
         """(n, cells) displacement from rest -> (n, R) mean of each region's most moved cells."""
@@ -443,6 +448,26 @@ def eye_mask(width: int, height: int, eyes_canvas: Sequence[np.ndarray]) -> np.n
     return mask.astype(bool)
 
 
+class _Geometry:
+    """The canvas, flow, cells and eye masks of one reference face (dlib-68 points, region boxes in px)."""
+
+    def __init__(self, processor, dlib68, region_boxes_exact, channel_order: str = "rgb"):
+        from .flow import FaceFlow, reference_to_canvas
+        from .tracking import apply_affine
+
+        canvas_boxes = np.array([r["box"] for r in processor.regions], np.float64)
+        width, height = (int(v) for v in processor.canvas_size)
+        to_canvas = reference_to_canvas(region_boxes_exact, canvas_boxes)
+        dlib = np.asarray(dlib68, np.float64)
+        bridge = apply_affine(to_canvas, dlib[[27, 28]]).mean(axis=0)
+        self.flow = FaceFlow((width, height), to_canvas, canvas_boxes, processor.region_crop_sizes, bridge, channel_order)
+        eyes = [apply_affine(to_canvas, dlib[36:42]), apply_affine(to_canvas, dlib[42:48])]
+        self.cells = _Cells(width, height, canvas_boxes, eye_mask(width, height, eyes), eyes)
+        eye_height = float(np.mean([np.linalg.norm(dlib[a] - dlib[b]) for a, b in ((37, 41), (38, 40), (43, 47), (44, 46))]))
+        self.eye_height = eye_height * float(np.sqrt(abs(np.linalg.det(to_canvas[:, :2]))))
+        self.eye_regions = tuple(r for r, box in enumerate(canvas_boxes) if any(_overlaps(box, e) for e in eyes))
+
+
 def measure_motion(
     video: LongVideo,
     processor,
@@ -462,9 +487,8 @@ def measure_motion(
     Raises:
         MieInputError: no usable face anywhere in the video.
     """
-    from .flow import FaceFlow, reference_to_canvas
     from .landmarks import MieFaceLandmarker
-    from .tracking import FaceTracker, apply_affine
+    from .tracking import FaceTracker
 
     settings = settings or SpotSettings()
     stride = settings.stride(video.fps)
@@ -491,16 +515,8 @@ def measure_motion(
     first = given["frame"]
 
     regions = processor.regions
-    canvas_boxes = np.array([r["box"] for r in regions], np.float64)
-    width, height = (int(v) for v in processor.canvas_size)
-    to_canvas = reference_to_canvas(info["region_boxes_exact"], canvas_boxes)
-    dlib = np.asarray(info["dlib68"], np.float64)
-    bridge = apply_affine(to_canvas, dlib[[27, 28]]).mean(axis=0)
-    flow = FaceFlow((width, height), to_canvas, canvas_boxes, processor.region_crop_sizes, bridge, channel_order)
-    eyes = [apply_affine(to_canvas, dlib[36:42]), apply_affine(to_canvas, dlib[42:48])]
-    cells = _Cells(width, height, canvas_boxes, eye_mask(width, height, eyes), eyes)
-    eye_height = float(np.mean([np.linalg.norm(dlib[a] - dlib[b]) for a, b in ((37, 41), (38, 40), (43, 47), (44, 46))]))
-    eye_height *= float(np.sqrt(abs(np.linalg.det(to_canvas[:, :2]))))
+    geometry = _Geometry(processor, info["dlib68"], info["region_boxes_exact"], channel_order)
+    flow, cells = geometry.flow, geometry.cells
     segment = max(8, int(round(settings.segment_s * afps)))
     motion = SegmentMotion(flow, cells, segment, settings.cell_fraction)
     present = _Grow((), np.bool_, False)
@@ -522,6 +538,10 @@ def measure_motion(
         channel_order=channel_order, keep_records=False,
     )
     count = first
+    # The flows and cell means of frame j run on a worker thread (OpenCV and numpy release the
+    # GIL) while this one decodes and registers the next frames: two cores, two stages.
+    worker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    pending: deque = deque()
     try:
         if bar is not None:
             bar.update(first)
@@ -531,13 +551,20 @@ def measure_motion(
             usable = bool(record.present)
             present.data[j] = usable
             turn.data[j] = record.turn
-            motion.add(j, flow.canvas(frame, record.transform) if usable else None)
+            pending.append(worker.submit(motion.add, j, flow.canvas(frame, record.transform) if usable else None))
+            while len(pending) > 4:
+                pending.popleft().result()
             count = j + 1
             if bar is not None:
                 bar.update(1)
             if on_frame is not None:
                 on_frame(count, total)
+        while pending:
+            pending.popleft().result()
     finally:
+        for future in pending:
+            future.cancel()
+        worker.shutdown(wait=True)
         landmarker.close()
         if bar is not None:
             bar.close()
@@ -556,8 +583,8 @@ def measure_motion(
     return MotionTrace(
         video=video.name, fps=video.fps, stride=stride, num_frames=num_frames, indices=indices,
         present=present_arr, region_px=region_px, turn=turn_arr,
-        region_names=[r["name"] for r in regions], face=face, eye_drop=eye_drop, eye_height=eye_height,
-        eye_regions=tuple(r for r, box in enumerate(canvas_boxes) if any(_overlaps(box, e) for e in eyes)),
+        region_names=[r["name"] for r in regions], face=face, eye_drop=eye_drop, eye_height=geometry.eye_height,
+        eye_regions=geometry.eye_regions,
     )
 
 
@@ -702,12 +729,24 @@ def find_intervals(trace: MotionTrace, settings: SpotSettings | None = None) -> 
 
 
 # ----------------------------------------------------------------------------- recognition
-def recognise(intervals: list[Interval], video: LongVideo, model, processor) -> None:
+def recognise(intervals: list[Interval], video: LongVideo, model, processor, classify=None) -> None:
     """Step 6: label each interval with the model (in place): its frames from the onset on,
-    up to the model's frame count, evenly spread to the offset."""
+    up to the processor's frame count, evenly spread to the offset.
+
+    Args:
+        model: a `MieForVideoClassification` (its `logits` carry the calibration temperature).
+        classify: instead of `model`, (pixel_values, frame_mask) -> (labels,) probabilities,
+            with `model` then only giving the label names (e.g. an `OnnxMieModel`).
+    """
     import torch
 
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if classify is None:
+        def classify(pixel_values, frame_mask):
+            with torch.no_grad():
+                logits = model(pixel_values=pixel_values, frame_mask=frame_mask).logits[0]
+            return torch.softmax(logits, -1).tolist()
+
     count = int(getattr(processor, "num_frames", None) or 32)
     for interval in intervals:
         positions = np.unique(np.round(np.linspace(interval.onset, interval.offset, count)).astype(int))
@@ -716,15 +755,13 @@ def recognise(intervals: list[Interval], video: LongVideo, model, processor) -> 
         if len(frames) < 2:
             continue
         stack = np.stack([f if f.ndim == 3 else np.repeat(f[:, :, None], 3, axis=2) for f in frames])
+        rate = video.fps * (len(frames) - 1) / max(interval.offset - interval.onset, 1)
         try:
-            inputs = processor(stack, return_tensors="pt", fps=video.fps * len(frames) / max(interval.offset - interval.onset + 1, 1))
+            inputs = processor(stack, return_tensors="pt", fps=rate)
         except MieInputError as err:
             logger.info("%s: interval %d-%d not recognised (%s)", video.name, interval.onset, interval.offset, err)
             continue
-        with torch.no_grad():
-            logits = model(pixel_values=inputs["pixel_values"], frame_mask=inputs["frame_mask"]).logits[0]
-        temperature = float(getattr(model.config, "temperature", 1.0) or 1.0)
-        probs = torch.softmax(logits / temperature, -1).tolist()
+        probs = [float(p) for p in classify(inputs["pixel_values"], inputs["frame_mask"])]
         interval.probabilities = dict(zip(names, probs))
         interval.label = names[int(np.argmax(probs))]
 
@@ -742,6 +779,181 @@ def load_recogniser(model_id):
     return model, processor
 
 
+# ----------------------------------------------------------------------------- live
+class LiveSpotter:
+    """Spotting on a live stream (a webcam), one frame at a time, for one session.
+
+    Each frame's face is found by its own video-mode MediaPipe landmarker (one per session) and
+    mapped onto the first face seen by a similarity fitted on the rigid landmarks (the eye corners
+    and the nose); the motion is measured as in `measure_motion`, with shorter segments
+    (`segment_s`, so an interval is reported at most that long after it ends) and the robust
+    z-scores over the last `history_s` seconds. Frames of the last `keep_s` seconds are kept
+    (downscaled to `max_side`) so that a finished interval can be classified.
+
+    Args:
+        processor: a `MieProcessor` (regions, face options).
+        settings: `SpotSettings`; `segment_s` defaults to 4 s here.
+        recogniser: (frames (T, H, W, 3) uint8 RGB, fps) -> {label: probability}, or None.
+        fps: the stream's nominal frame rate (the segment length in frames; times come from the
+            frames' own timestamps).
+    """
+
+    def __init__(self, processor, settings: SpotSettings | None = None, recogniser=None, fps: float = 10.0,
+                 history_s: float = 60.0, keep_s: float = 6.0, max_side: int = 640):
+        from .landmarks import MieFaceLandmarker
+
+        self.processor = processor
+        self.settings = settings or SpotSettings(segment_s=4.0)
+        self.recogniser = recogniser
+        self.fps = float(fps)
+        self.history_s = history_s
+        self.keep_s = keep_s
+        self.max_side = max_side
+        self._landmarker = MieFaceLandmarker(
+            processor._face_landmarker_path, detect_max_side=processor.detect_max_side, running_mode="video"
+        )
+        self._geometry = None
+        self._motion = None
+        self._reference_rigid = None
+        self._times: list[float] = []
+        self._present: list[bool] = []
+        self._frames: deque = deque()  # (j, t, frame) of the last keep_s seconds
+        self._start: float | None = None
+        self._last_ms = -1
+        self.intervals: list[Interval] = []
+        self.first_frame: np.ndarray | None = None  # as received (to check the orientation)
+        self.status = "Waiting for a face."
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def _fit(self, face) -> np.ndarray:
+        from .tracking import fit_similarity_robust, mesh_rigid_points
+
+        matrix, _, _ = fit_similarity_robust(mesh_rigid_points(face, 478), self._reference_rigid, noise=0.3)
+        return matrix
+
+    def push(self, frame: np.ndarray, t: float) -> list[Interval]:
+        """Add one RGB frame taken at `t` seconds; returns the intervals that finished with it."""
+        from .regions import face_box_from_landmarks, region_boxes_from_face_box
+        from .tracking import mesh_rigid_points
+
+        if self._landmarker is None:
+            raise RuntimeError("This LiveSpotter was closed.")
+        frame = np.asarray(frame)
+        if frame.ndim == 3 and frame.shape[2] == 4:
+            frame = frame[:, :, :3]
+        scale = self.max_side / max(frame.shape[:2])
+        if scale < 1:
+            import cv2
+
+            frame = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        frame = np.ascontiguousarray(frame)
+        if self.first_frame is None:
+            self.first_frame = frame.copy()
+        if self._start is None:
+            self._start = t
+        ms = max(int(round((t - self._start) * 1000)), self._last_ms + 1)
+        self._last_ms = ms
+        faces = self._landmarker.detect_faces(frame, timestamp_ms=ms)
+        face = faces[0] if faces else None
+        if self._geometry is None:
+            if face is None:
+                self.status = "Waiting for a face: none in view."
+                return []
+            box = face_box_from_landmarks(face.dlib68, self.processor.face_box_landmarks)
+            if min(box[2] - box[0], box[3] - box[1]) < self.processor.min_face_size:
+                self.status = "Waiting for a face: the face is too small; come closer."
+                return []
+            exact = region_boxes_from_face_box(box, self.processor.regions, self.processor.canvas_size)
+            from .tracking import RigidRegistration
+
+            self._geometry = _Geometry(self.processor, face.dlib68, exact)
+            self._reference_rigid = mesh_rigid_points(face, 478)
+            self._registration = RigidRegistration(frame, face.points, "rgb")
+            segment = max(8, int(round(self.settings.segment_s * self.fps)))
+            self._motion = SegmentMotion(self._geometry.flow, self._geometry.cells, segment, self.settings.cell_fraction)
+            self._t0 = t
+        j = len(self._times)
+        usable = face is not None
+        canvas = None
+        if usable:
+            # the landmarks' fit, refined on the rigid skin (landmarks jitter by a pixel or so,
+            # which the flow would read as movement)
+            transform, _, ok = self._registration.register(frame, self._fit(face))
+            usable = bool(ok)
+            canvas = self._geometry.flow.canvas(frame, transform) if usable else None
+        self._motion.add(j, canvas)
+        self._times.append(t)
+        self._present.append(usable)
+        self._frames.append((j, t, frame))
+        while self._frames and t - self._frames[0][1] > self.keep_s:
+            self._frames.popleft()
+        self.status = "Following the face." if usable else "The face is not in view."
+        return self._report()
+
+    def _report(self) -> list[Interval]:
+        """Intervals over the frames whose motion is final, not reported before."""
+        motion = self._motion
+        n = len(self._times)
+        final = n - motion.length  # frames before this are past both their segments
+        if final < motion.length:
+            return []
+        times = np.asarray(self._times)
+        first = int(np.searchsorted(times, times[final - 1] - self.history_s))
+        px = motion.motion.data[first:final].copy()
+        eye_drop = motion.eye_drop.data[first:final].copy()
+        span = times[final - 1] - times[first]
+        rate = (final - first - 1) / span if span > 0 else self.fps
+        trace = MotionTrace(
+            video="live", fps=rate, stride=1, num_frames=final - first, indices=np.arange(final - first),
+            present=np.asarray(self._present[first:final]), region_px=px, turn=np.zeros(final - first, np.float32),
+            region_names=[r["name"] for r in self.processor.regions], eye_drop=eye_drop,
+            eye_height=self._geometry.eye_height, eye_regions=self._geometry.eye_regions,
+        )
+        done = self.intervals[-1].offset if self.intervals else -1
+        new = []
+        for interval in find_intervals(trace, replace(self.settings, max_turn_change=float("inf"))):
+            onset, offset = interval.onset + first, interval.offset + first
+            if onset <= done or offset >= final - 1:  # reported already, or still going on
+                continue
+            interval.onset, interval.apex, interval.offset = onset, interval.apex + first, offset
+            self._recognise(interval)
+            new.append(interval)
+        self.intervals.extend(new)
+        return new
+
+    def _recognise(self, interval: Interval) -> None:
+        if self.recogniser is None:
+            return
+        frames = [f for j, _, f in self._frames if interval.onset <= j <= interval.offset]
+        if len(frames) < 2:
+            return
+        times = self._times
+        fps = (len(frames) - 1) / max(times[interval.offset] - times[interval.onset], 1e-3)
+        try:
+            interval.probabilities = dict(self.recogniser(np.stack(frames), fps))
+        except MieInputError as err:
+            logger.info("live interval not recognised: %s", err)
+            return
+        interval.label = max(interval.probabilities, key=interval.probabilities.get)
+
+    def time_of(self, j: int) -> float:
+        """Seconds from the first face to analysed frame `j`."""
+        return self._times[j] - self._t0
+
+    def recent(self, seconds: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+        """(times s, (n, R) motion px) of the last `seconds`, NaN where not final yet."""
+        if self._motion is None or not self._times:
+            return np.zeros(0), np.zeros((0, len(self.processor.regions)))
+        times = np.asarray(self._times) - self._t0
+        first = int(np.searchsorted(times, times[-1] - seconds))
+        data = self._motion.motion.data[first : len(times)]
+        return times[first:], np.asarray(data, np.float64)
+
+
 # ----------------------------------------------------------------------------- API
 def spot_video(
     video,
@@ -753,6 +965,8 @@ def spot_video(
     processor=None,
     progress: bool = True,
     return_trace: bool = False,
+    classify=None,
+    on_frame: Callable[[int, int], None] | None = None,
 ):
     """Spot micro- and macro-expressions in a long video and recognise them.
 
@@ -766,6 +980,9 @@ def spot_video(
         processor: a `MieProcessor` (default: the model's, or the default one).
         progress: tqdm progress bar.
         return_trace: also return the `MotionTrace` (for plots).
+        classify: (pixel_values, frame_mask) -> probabilities, used instead of calling `model`
+            (which then only names the labels); see `recognise`.
+        on_frame: called with (analysed frames done, total or 0) during the motion pass.
 
     Returns:
         A pandas DataFrame, one row per interval in time order, with the CSV columns
@@ -788,10 +1005,10 @@ def spot_video(
         from .processing_mie import MieProcessor
 
         processor = MieProcessor()
-    trace = measure_motion(source, processor, settings, progress)
+    trace = measure_motion(source, processor, settings, progress, on_frame)
     intervals = find_intervals(trace, settings)
     if recognise_intervals and model is not None:
-        recognise(intervals, source, model, processor)
+        recognise(intervals, source, model, processor, classify)
     rows = []
     for it in intervals:
         row = {
@@ -888,6 +1105,7 @@ def main(argv=None) -> int:
 __all__ = [
     "CSV_COLUMNS",
     "Interval",
+    "LiveSpotter",
     "LongVideo",
     "MotionTrace",
     "SegmentMotion",

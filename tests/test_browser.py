@@ -75,7 +75,8 @@ def write_y4m(video: Path, target: Path, hold: int = 10) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(landmarker_path):
+def app_server(landmarker_path):
+    """(url, MieDemo) of the app served on a free port."""
     if not (BUNDLED / "config.json").is_file():
         pytest.fail(f"The bundled demo checkpoint is missing ({BUNDLED}); the app loads it by default.")
     app = load_app()
@@ -86,10 +87,15 @@ def app_url(landmarker_path):
     port = free_port()
     app.launch(demo, mie.limits, "127.0.0.1", port, prevent_thread_lock=True)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", mie
     finally:
         demo.close()
         mie.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(app_server):
+    return app_server[0]
 
 
 def test_upload_analyse_and_screenshot(browser, app_url, tmp_path):
@@ -109,8 +115,8 @@ def test_upload_analyse_and_screenshot(browser, app_url, tmp_path):
     assert any(name in labels for name in ("negative", "positive", "surprise")), labels
     for region in ("left eye", "right eye", "nose", "left cheek", "right cheek", "mouth"):
         assert page.get_by_text(region + " ", exact=False).first.is_visible(), region
-    page.locator(".vega-embed").first.wait_for(timeout=30_000)  # the plot renders after the text
-    assert page.locator(".vega-embed").count() == 1
+    page.locator(".vega-embed:visible").first.wait_for(timeout=30_000)  # the plot renders after the text
+    assert page.locator(".vega-embed:visible").count() == 1
     assert "Answered by the model in the local folder" in page.locator("#mie-provenance").inner_text()
     assert not page.get_by_text("This clip cannot be analysed").is_visible()
     assert not errors, errors
@@ -161,5 +167,87 @@ def test_a_webcam_recording_is_answered(playwright, app_url, tmp_path):
         page.get_by_role("button", name="Analyse clip").click()
         page.get_by_text("the model saw").wait_for(timeout=90_000)
         assert "fps" in page.locator("#mie-summary").inner_text()
+    finally:
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def five_minutes(tmp_path_factory, landmarker_path):
+    """A 5-minute upload: the 8 s synthetic stretch (a micro-expression at 4.0-4.33 s, a blink at
+    6 s) 38 times at 30 fps, 320 x 240 (small, so that spotting it takes about a minute here)."""
+    from long_video_helpers import render_stretch, write_video
+
+    path = tmp_path_factory.mktemp("long") / "interview.avi"
+    return write_video(path, render_stretch(), repeats=38, size=(320, 240))
+
+
+def test_a_five_minute_upload_shows_a_timeline_and_clickable_intervals(browser, app_url, five_minutes, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(app_url)
+    page.get_by_role("tab", name="Long video").click()
+    tab = page.locator("#mie-long-summary").locator("..").locator("..").locator("..")
+    page.locator("input[type=file]").nth(1).set_input_files(str(five_minutes))
+    page.locator("video").first.wait_for(timeout=60_000)  # the upload landed (the clip tab holds no video)
+    page.get_by_role("button", name="Spot expressions").click()
+    page.get_by_text("interval(s) spotted").wait_for(timeout=600_000)
+    summary = page.locator("#mie-long-summary").inner_text()
+    assert "304.0 s at 30 fps" in summary, summary
+    found = int(summary.split(" interval(s)")[0].split()[-1].strip("*"))
+    assert 30 <= found <= 50, summary  # 38 micro-expressions; a few edges of the repeats
+    table = page.locator("#mie-intervals")
+    assert "micro" in table.inner_text() and "left cheek" in table.inner_text()
+    assert page.locator(".vega-embed:visible").count() == 1  # the timeline
+    table.locator("[role=gridcell]:visible", has_text="micro").first.click()  # choose the first interval
+    page.get_by_text("Interval 1 (").wait_for(timeout=120_000)
+    assert "Read" in page.locator("#mie-interval-summary").inner_text()
+    assert not tab.get_by_text("cannot be analysed").count()
+    assert not errors, errors
+    page.wait_for_timeout(1500)
+    shot = tmp_path / "mie-long-video.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("MIE_SCREENSHOT_DIR"):
+        target = Path(os.environ["MIE_SCREENSHOT_DIR"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target / shot.name)
+    page.close()
+
+
+def test_a_live_webcam_session_spots_the_expression(playwright, app_server, tmp_path):
+    """Chromium's fake camera loops the 8 s stretch; the live tab streams it to the server, which
+    spots the micro-expression a few seconds after it ends. The frames arrive as the camera sends
+    them: the webcam view's mirroring is for display only (checked against the file)."""
+    import cv2
+    import numpy as np
+    from long_video_helpers import render_stretch, write_video
+
+    app_url, mie = app_server
+    clip = write_video(tmp_path / "stretch.avi", render_stretch())
+    camera = write_y4m(clip, tmp_path / "face.y4m", hold=1)
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}"]
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+    try:
+        context = chromium.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera", "microphone"])
+        page = context.new_page()
+        page.goto(app_url)
+        page.get_by_role("tab", name="Live webcam").click()
+        page.get_by_text("Click to Access Webcam").click()
+        page.get_by_role("button", name="capture photo").click()  # "Record": the stream starts
+        page.get_by_text("Following the face").wait_for(timeout=60_000)
+        status = page.locator("#mie-live-status")
+        page.wait_for_function(
+            "() => /[1-9]\\d* interval\\(s\\) spotted/.test(document.querySelector('#mie-live-status').innerText)",
+            timeout=120_000,
+        )
+        first_row = page.locator("#mie-live-intervals tbody tr").first.inner_text()
+        assert "micro" in first_row, (first_row, status.inner_text())
+        received = mie.last_live.first_frame
+        first = cv2.cvtColor(cv2.VideoCapture(str(clip)).read()[1], cv2.COLOR_BGR2RGB)
+        first = cv2.resize(first, (received.shape[1], received.shape[0]))
+        as_sent = np.abs(received.astype(int) - first).mean()
+        mirrored = np.abs(received.astype(int) - first[:, ::-1]).mean()
+        assert as_sent < mirrored, (as_sent, mirrored)
     finally:
         chromium.close()

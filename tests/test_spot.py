@@ -3,7 +3,6 @@ rendered synthetic videos, the command line and its bad input."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
@@ -109,30 +108,20 @@ def test_an_interval_while_the_head_turns_or_the_face_is_lost_is_not_reported():
 @pytest.fixture(scope="module")
 def synthetic_videos(tmp_path_factory, landmarker_path):
     """Two 8 s, 30 fps videos of a synthetic face with head motion: one with a micro-expression
-    (frames 120-130) and a blink (frame 180); one with the blink only."""
+    (frames 120-130) and a blink (frame 180); one with the blink only; and the first as a folder
+    of numbered frames, CAS(ME)^2 style."""
     import cv2
+    from long_video_helpers import render_stretch, write_video
 
-    from modeling_mie.synthetic import load_base_faces, plan_synthetic_dataset, render_synthetic_clip
-
-    plan = plan_synthetic_dataset("megc2019", 0, head_motion=True)
-    clip = [c for c in plan.clips if c.database == "casme2" and c.label is not None][3]
-    long = dataclasses.replace(clip, fps=30, num_frames=240, motion=(120.0, 124.0, 130.0, 0.0), blink=(180.0, 3, 5, 0.95))
-    faces = load_base_faces()
     folder = tmp_path_factory.mktemp("spot")
-    paths = {}
-    for name, expression in (("micro", True), ("blinks", False)):
-        frames, _ = render_synthetic_clip(plan, long, faces, expression=expression)
-        path = folder / f"{name}.avi"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (frames.shape[2], frames.shape[1]))
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
-        paths[name] = path
-    # the same micro video as a folder of numbered frames, CAS(ME)^2 style
+    micro = render_stretch(expression=True)
+    paths = {
+        "micro": write_video(folder / "micro.avi", micro),
+        "blinks": write_video(folder / "blinks.avi", render_stretch(expression=False)),
+    }
     frames_dir = folder / "frames"
     frames_dir.mkdir()
-    frames, _ = render_synthetic_clip(plan, long, faces)
-    for i, frame in enumerate(frames):
+    for i, frame in enumerate(micro):
         cv2.imwrite(str(frames_dir / f"img{i + 1:03d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     paths["folder"] = frames_dir
     return paths
