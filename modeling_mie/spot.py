@@ -88,6 +88,9 @@ class SpotSettings:
         blink_fraction: both eye openings moving down by this share of their height (from rest)
             is a blink: for those frames, and `blink_pad_s` around them, the regions that hold
             the eyes are not read.
+            A blink drags the skin around the eyes along: during it (and `blink_pad_s` after), the
+            other regions count only where they move more than `blink_spill` times the eye
+            regions' largest motion in that blink.
         merge_s: intervals closer than this are one.
         min_s: shorter intervals are dropped (noise).
         micro_max_s: the longest micro-expression (MEGC: 0.5 s); longer intervals are `macro`.
@@ -101,11 +104,12 @@ class SpotSettings:
     segment_s: float = 8.0
     cell_fraction: float = 0.25
     smooth_s: float = 0.1
-    z_on: float = 6.0
+    z_on: float = 8.0
     z_off: float = 2.5
     min_motion_px: float = 0.2
     blink_fraction: float = 0.04
     blink_pad_s: float = 0.1
+    blink_spill: float = 0.25
     merge_s: float = 0.15
     min_s: float = 0.1
     micro_max_s: float = 0.5
@@ -607,6 +611,12 @@ def blink_frames(trace: MotionTrace, settings: SpotSettings) -> np.ndarray:
     return closed
 
 
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) of each run of True in a 1-d bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def _pad(array: np.ndarray, n: int, fill=np.nan) -> np.ndarray:
     if len(array) >= n:
         return array[:n]
@@ -668,8 +678,18 @@ def find_intervals(trace: MotionTrace, settings: SpotSettings | None = None) -> 
     afps = trace.fps / trace.stride
     px, z = robust_z(trace, settings)
     blinks = blink_frames(trace, settings)
-    if trace.eye_regions:
+    if trace.eye_regions and blinks.any():
         eyes = list(trace.eye_regions)
+        others = [r for r in range(px.shape[1]) if r not in eyes]
+        tail = int(round(settings.blink_pad_s * afps))
+        for a, b in _runs(blinks):
+            with np.errstate(all="ignore"):
+                eye_peak = float(np.nan_to_num(np.nanmax(px[a : b + 1][:, eyes]), nan=0.0))
+            stop = min(b + 1 + tail, n)
+            spilled = px[a:stop][:, others] < settings.blink_spill * eye_peak
+            block = z[a:stop][:, others]
+            block[spilled] = np.nan
+            z[a:stop, others] = block
         z[np.ix_(blinks, eyes)] = np.nan
         px[np.ix_(blinks, eyes)] = np.nan
     with np.errstate(all="ignore"):

@@ -59,9 +59,9 @@ def test_a_short_movement_is_one_micro_interval_and_a_long_one_macro():
 def test_noise_alone_and_a_movement_below_the_floor_give_nothing():
     trace = _trace(seed=1)
     assert find_intervals(trace) == []
-    _bump(trace, 5, 100, 110, 0.14)  # 7 noise floors (0.02 px), but not a fifth of a canvas px
-    assert find_intervals(trace) == []
-    assert len(find_intervals(trace, SpotSettings(min_motion_px=0.05))) == 1
+    _bump(trace, 5, 100, 110, 0.25)  # 12 noise floors (0.02 px), peaking at 0.3 px
+    assert find_intervals(trace, SpotSettings(min_motion_px=0.4)) == []
+    assert len(find_intervals(trace, SpotSettings(min_motion_px=0.2))) == 1
 
 
 def test_frames_are_source_frames_when_every_stride_th_frame_is_analysed():
