@@ -74,6 +74,18 @@ def write_y4m(video: Path, target: Path, hold: int = 10) -> Path:
     return target
 
 
+def screenshot(page, shot: Path) -> Path:
+    """The whole page as a PNG once images and charts have painted; copied to $MIE_SCREENSHOT_DIR
+    when set, to look at."""
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("MIE_SCREENSHOT_DIR"):
+        target = Path(os.environ["MIE_SCREENSHOT_DIR"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target / shot.name)
+    return shot
+
+
 @pytest.fixture(scope="module")
 def app_server(landmarker_path):
     """(url, MieDemo) of the app served on a free port."""
@@ -121,14 +133,8 @@ def test_upload_analyse_and_screenshot(browser, app_url, tmp_path):
     assert not page.get_by_text("This clip cannot be analysed").is_visible()
     assert not errors, errors
 
-    page.wait_for_timeout(1500)  # images and the chart finish painting
-    shot = tmp_path / "mie-app.png"
-    page.screenshot(path=str(shot), full_page=True)
+    shot = screenshot(page, tmp_path / "mie-app.png")
     assert shot.stat().st_size > 50_000
-    if os.environ.get("MIE_SCREENSHOT_DIR"):
-        target = Path(os.environ["MIE_SCREENSHOT_DIR"])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, target / shot.name)
     page.close()
 
 
@@ -204,13 +210,7 @@ def test_a_five_minute_upload_shows_a_timeline_and_clickable_intervals(browser, 
     assert "Read" in page.locator("#mie-interval-summary").inner_text()
     assert not tab.get_by_text("cannot be analysed").count()
     assert not errors, errors
-    page.wait_for_timeout(1500)
-    shot = tmp_path / "mie-long-video.png"
-    page.screenshot(path=str(shot), full_page=True)
-    if os.environ.get("MIE_SCREENSHOT_DIR"):
-        target = Path(os.environ["MIE_SCREENSHOT_DIR"])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, target / shot.name)
+    assert screenshot(page, tmp_path / "mie-long-video.png").stat().st_size > 50_000
     page.close()
 
 

@@ -1,8 +1,8 @@
 """Spot-then-recognise evaluation on long-video databases: the MEGC spotting F1 and STRS.
 
     python train/spot_eval.py --dataset casme_sq=/data/CASME_sq [--dataset samm_lv=/data/SAMMLV] \
-        [--dataset casme3_a=/data/CASME3/part_A] --output-dir runs/spot [--model PATH_OR_HUB_ID] \
-        [--no-recognise] [--z-on Z] [--min-motion-px PX] [--overwrite]
+        [--samm-emotions SAMM_20181215_Micro_FACS_Codes_v2.xlsx] [--dataset casme3_a=/data/CASME3/part_A] \
+        --output-dir runs/spot [--model PATH_OR_HUB_ID] [--no-recognise] [--z-on Z] [--min-motion-px PX] [--overwrite]
 
 Every video of every database is spotted with `modeling_mie.spot` (training-free: nothing is
 learned, so there are no folds; its settings are fixed and written beside the results) and its
@@ -68,13 +68,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--z-on", type=float, default=SpotSettings.z_on, help="robust z-score that starts an interval")
     parser.add_argument("--min-motion-px", type=float, default=SpotSettings.min_motion_px, help="canvas px an interval must move")
     parser.add_argument("--analysis-fps", type=float, default=SpotSettings.analysis_fps, help="frames analysed per second")
+    parser.add_argument(
+        "--samm-emotions", default=None, metavar="XLSX",
+        help="SAMM's micro-expression workbook (SAMM_20181215_Micro_FACS_Codes_v2.xlsx) to give SAMM Long Videos' "
+        "intervals their emotions (merged on Filename and Type); without it SAMM has no STRS",
+    )
     parser.add_argument("--cache-dir", default=None, help="datasets cache folder for the loaders")
     parser.add_argument("--overwrite", action="store_true", help="spot every video again (default: keep finished ones)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 
-def load(specs: list[str], cache_dir=None) -> list[dict]:
+def load(specs: list[str], cache_dir=None, samm_emotions=None) -> list[dict]:
     """Rows (one per video) of the named databases."""
     from modeling_mie import long_videos
 
@@ -88,7 +93,8 @@ def load(specs: list[str], cache_dir=None) -> list[dict]:
         name, sep, root = spec.partition("=")
         if not sep or name not in loaders:
             raise MieInputError(f"--dataset {spec!r}: write NAME=ROOT with NAME one of {', '.join(DATABASES)}.")
-        rows.extend(loaders[name](root, cache_dir=cache_dir))
+        extra = {"emotions": samm_emotions} if name == "samm_lv" and samm_emotions else {}
+        rows.extend(loaders[name](root, cache_dir=cache_dir, **extra))
     if not rows:
         raise MieInputError("The datasets hold no video; check the roots given to --dataset.")
     return rows
@@ -154,6 +160,7 @@ def tables(rows: list[dict], out: Path, labels: list[str] | None) -> dict:
         entry = {"spotting": spotting, "videos": sum(group in ("all", r["database"]) for r in rows)}
         if labels is not None:
             entry["strs"] = evaluate_strs(gt, pr, classes=labels)
+            entry["labelled"] = any(t["emotion"] in labels for t in gt)
         results[group] = entry
     return results
 
@@ -188,10 +195,13 @@ def render(results: dict, rows: list[dict], seconds: dict, args, model_name: str
             if s is None:
                 continue
             label = "all" if group == "all" else DATABASE_LABELS.get(group, group)
+            if not entry["labelled"]:
+                lines.append(f"| {label} | {s.f1_spot:.4f} | 0 | n/a: no emotion labels (--samm-emotions) | | | |")
+                continue
             lines.append(
                 f"| {label} | {s.f1_spot:.4f} | {s.n_analysed} | {s.uf1:.4f} | {s.uar:.4f} | {s.f1_analysis:.4f} | {s.strs:.4f} |"
             )
-            data["groups"][group]["strs"] = s.to_dict()
+            data["groups"][group]["strs"] = s.to_dict() if entry["labelled"] else None
     lines += ["", "## Published numbers (real data: CAS(ME)^2 and SAMM Long Videos; not comparable to synthetic videos)", "",
               "| method | CAS(ME)^2 MaE / ME / overall | SAMM-LV MaE / ME / overall |", "|---|---|---|"]
     for name, values in PUBLISHED:
@@ -222,7 +232,7 @@ def main(argv=None) -> int:
     out = Path(args.output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        rows = load(args.dataset, args.cache_dir)
+        rows = load(args.dataset, args.cache_dir, args.samm_emotions)
         model = processor = labels = None
         model_name = None
         if not args.no_recognise:
@@ -234,7 +244,7 @@ def main(argv=None) -> int:
             labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         seconds = spot_all([dict(r) for r in rows], out, args, model, processor)
         results = tables([dict(r) for r in rows], out, labels)
-    except MieInputError as err:
+    except (MieInputError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     text, data = render(results, rows, seconds, args, model_name)
