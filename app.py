@@ -263,7 +263,7 @@ def _long_video_tab(mie: MieDemo, colors: dict) -> None:
                 x="time (s)",
                 y="motion (px)",
                 color="region",
-                color_map={**colors, **spotted_colors},
+                color_map={**colors, **spotted_colors, NO_FACE_SERIES: "#9a9a9a"},
                 title="Timeline: each region's displacement from rest, and the spotted intervals",
                 show_label=False,
                 height=300,

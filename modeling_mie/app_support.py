@@ -200,6 +200,11 @@ class MieDemoResult:
 
 
 SPOTTED_SERIES = {"micro": "spotted micro-expression", "macro": "spotted macro-expression"}
+# Canvas px (the face is 240 px wide): a still face's strongest region is typically under
+# STILL_FACE_PX from rest (synthetic and real still faces: 0.1-0.3); a face whose typical motion is
+# over BUSY_FACE_PX is moving all the time (talking, laughing), which the spotter is not made for.
+STILL_FACE_PX = 0.5
+BUSY_FACE_PX = 2.0
 
 
 @dataclass
@@ -261,6 +266,18 @@ def spot_timeline(trace, rows: list[dict], time_column: str = "time (s)", value_
                 columns[value_column].append(round(float(values[r]), 3))
                 peak = max(peak, float(values[r]))
     top = max(peak, 0.5)
+    present = np.asarray(trace.present, bool)
+    seen = np.flatnonzero(present)
+    if len(seen):  # stretches without a usable face after it was first found, as grey boxes
+        lost = ~present
+        lost[: seen[0]] = False
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], lost.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):
+            start, end = float(times[a]), float(times[min(b, n - 1)])
+            for t, value in ((start - 1e-3, 0.0), (start, top), (end, top), (end + 1e-3, 0.0)):
+                columns[time_column].append(round(t, 4))
+                columns["region"].append(NO_FACE_SERIES)
+                columns[value_column].append(round(value, 3))
     for row in rows:
         for t, value in ((row["onset_s"] - 1e-3, 0.0), (row["onset_s"], top), (row["offset_s"], top), (row["offset_s"] + 1e-3, 0.0)):
             columns[time_column].append(round(float(t), 4))
@@ -655,8 +672,18 @@ class MieDemo:
         rows = frame.to_dict("records")
         duration = trace.num_frames / trace.fps
         kinds = {k: sum(r["kind"] == k for r in rows) for k in ("micro", "macro")}
+        with np.errstate(all="ignore"):
+            strongest = np.nanmax(trace.region_px, axis=1)
+        typical = float(np.nanmedian(strongest)) if np.isfinite(strongest).any() else float("nan")
         if rows:
             found = f"**{len(rows)} interval(s)** spotted: {kinds['micro']} micro, {kinds['macro']} macro"
+        elif math.isfinite(typical) and typical > BUSY_FACE_PX:
+            found = (
+                f"**No expression spotted, but this face hardly rests**: its most moving region is typically "
+                f"{typical:.1f} px from rest (a still face: under {STILL_FACE_PX:g} px), so no movement stands out. The "
+                "spotter looks for brief movements of a face that is otherwise still (someone watching, listening); "
+                "a face that talks or laughs throughout is moving all the time"
+            )
         else:
             found = "**No expression spotted**: no region moved clearly above the face's own stillness"
         summary = (

@@ -514,7 +514,12 @@ def measure_motion(
     except MieInputError as err:
         if bar is not None:
             bar.close()
-        raise MieInputError(f"{err} (long-video spotting searched the whole video)") from None
+        # the processor's advice is for clips (landmarks=, boxes=); keep what it found, say what spotting needs
+        found = str(err).split(" Use a clip")[0].split(" Use a closer")[0]
+        raise MieInputError(
+            f"{found} Spotting searched the whole video and needs one face that looks at the camera, well lit, "
+            "unobstructed and large enough, for at least part of it."
+        ) from None
     processor._finish_geometry(given, video.frame_size, opts, info)
     first = given["frame"]
 

@@ -174,8 +174,11 @@ def test_bad_input_gets_one_clear_line_not_a_traceback(tmp_path):
     empty.mkdir()
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("not a video")
+    from long_video_helpers import write_video
+
+    faceless = write_video(tmp_path / "wall.avi", np.full((40, 120, 160, 3), 90, np.uint8))
     result = subprocess.run(
-        [sys.executable, "-m", "modeling_mie.spot", str(tmp_path / "missing.mp4"), str(empty), str(not_video),
+        [sys.executable, "-m", "modeling_mie.spot", str(tmp_path / "missing.mp4"), str(empty), str(not_video), str(faceless),
          "--output-dir", str(tmp_path / "out"), "--no-recognise", "--quiet"],
         capture_output=True, text=True, timeout=120,
     )
@@ -184,3 +187,5 @@ def test_bad_input_gets_one_clear_line_not_a_traceback(tmp_path):
     assert "missing.mp4 does not exist" in result.stderr
     assert "holds no image files" in result.stderr
     assert "could not be opened as a video" in result.stderr
+    assert "No face was found" in result.stderr and "Spotting searched the whole video" in result.stderr
+    assert "landmarks=" not in result.stderr  # the processor's advice for clips does not apply here
