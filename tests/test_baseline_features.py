@@ -1,17 +1,27 @@
-"""The baselines' features (modeling_mie.baselines): LBP-TOP codes and histograms checked by hand."""
+"""The baselines' features (modeling_mie.baselines): LBP-TOP codes and histograms checked by hand, TV-L1 flow of known motions, optical strain against its analytic value, Bi-WOOF's block and bin,
+the flow cache."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
+from modeling_mie import MieInputError
 from modeling_mie.baselines import (
+    biwoof,
+    biwoof_features,
+    flow_cache_key,
     lbp_codes,
     lbp_top,
     lbp_top_size,
+    onset_apex_flow,
+    optical_strain,
     plane_offsets,
+    tvl1_flow,
     uniform_lbp_table,
 )
+from modeling_mie.baselines import flowfeatures
 
 # Every uniform 8-bit code (at most two 0/1 transitions around the circle), in increasing order:
 # bins 0 .. 57; every other code is bin 58.
@@ -27,6 +37,13 @@ def _texture(size: int, seed: int = 0, sigma: float = 2.0, pad: int = 0) -> np.n
     rng = np.random.default_rng(seed)
     noise = cv2.GaussianBlur(rng.uniform(0, 255, (size + 2 * pad, size + 2 * pad)).astype(np.float32), (0, 0), sigma)
     return cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+
+
+def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """`image` with what was at x moved to x + flow (flow smooth and small)."""
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
+    return cv2.remap(image, xx - flow[..., 0], yy - flow[..., 1], cv2.INTER_CUBIC)
 
 # ------------------------------------------------------------------------------------ LBP-TOP
 def test_uniform_table_has_58_uniform_codes_in_code_order_and_one_shared_bin():
@@ -115,3 +132,105 @@ def test_xt_of_horizontal_motion_is_yt_of_the_same_motion_turned_vertical():
     assert np.abs(a[1] - a[2]).sum() > 0.2  # horizontal motion: XT and YT differ
     offsets = plane_offsets("xt", 8)
     np.testing.assert_array_equal(offsets[[0, 2, 4, 6]], [[-1, 0, 0], [0, 0, -1], [1, 0, 0], [0, 0, 1]])
+
+
+# ------------------------------------------------------------------------------ flow and strain
+@pytest.fixture(scope="module")
+def shifted_pair():
+    """A 128 x 128 texture and the same texture moved 2 px right and 1 px down."""
+    big = _texture(128, seed=0, pad=16)
+    onset = big[16:144, 16:144]
+    apex = big[15:143, 14:142]  # apex(x, y) = onset(x - 2, y - 1)
+    return onset, apex
+
+
+def test_tvl1_recovers_a_known_shift(shifted_pair):
+    flow = tvl1_flow(*shifted_pair)
+    assert flow.shape == (128, 128, 2) and flow.dtype == np.float32
+    inner = flow[8:-8, 8:-8]
+    np.testing.assert_allclose(np.median(inner.reshape(-1, 2), axis=0), [2.0, 1.0], atol=0.05)
+    error = np.hypot(inner[..., 0] - 2.0, inner[..., 1] - 1.0)
+    assert np.percentile(error, 95) < 0.2
+
+
+def test_optical_strain_of_analytic_fields():
+    y, x = np.mgrid[0:40, 0:50].astype(np.float64)
+    k, m, s, w = 0.03, -0.02, 0.05, 0.04
+    cases = {
+        "translation": (np.full_like(x, 2.0), np.full_like(x, -1.0), 0.0),
+        "stretch": (k * x, m * y, np.hypot(k, m)),  # eps_xx = k, eps_yy = m
+        "shear": (s * y, 0 * x, s / np.sqrt(2)),  # eps_xy = eps_yx = s / 2
+        "rotation": (-w * y, w * x, 0.0),  # antisymmetric gradient: no strain
+    }
+    for name, (u, v, expected) in cases.items():
+        strain = optical_strain(np.stack([u, v], axis=-1))
+        np.testing.assert_allclose(strain, expected, atol=1e-6, err_msg=name)
+
+
+def test_optical_strain_of_tvl1_flow_translation_and_stretch(shifted_pair):
+    translation = optical_strain(tvl1_flow(*shifted_pair))[8:-8, 8:-8]
+    assert np.median(translation) < 0.005
+    onset = shifted_pair[0]
+    k, cx = 0.04, 63.5
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    stretched = cv2.remap(onset, (cx + (xx - cx) / (1 + k)).astype(np.float32), yy, cv2.INTER_CUBIC)
+    flow = tvl1_flow(onset, stretched)  # u = k (x - cx): strain k everywhere
+    strain = optical_strain(flow)[16:-16, 16:-16]
+    assert np.median(strain) == pytest.approx(k, rel=0.15)
+    assert np.mean(strain) == pytest.approx(k, rel=0.15)
+
+
+# -------------------------------------------------------------------------------------- Bi-WOOF
+def test_biwoof_weight_sits_in_the_moving_block_and_its_direction_bin():
+    # 100 x 100 field, 5 x 5 blocks of 20 px: motion down-left (u = -1, v = +1, angle 135 deg in
+    # image coordinates = bin 3 of 8) in block (row 1, column 3) only
+    flow = np.zeros((100, 100, 2), np.float32)
+    flow[20:40, 60:80] = [-1.0, 1.0]
+    feature = biwoof_features(flow, grid=5, bins=8).reshape(25, 8)
+    assert np.count_nonzero(feature) == 1
+    assert feature[1 * 5 + 3, 3] > 0
+    # local weight x global weight: the mean magnitude (sqrt 2) times the block's mean strain
+    strain = optical_strain(flow)
+    assert feature[8, 3] == pytest.approx(np.sqrt(2) * strain[20:40, 60:80].mean(), rel=1e-5)
+
+
+def test_biwoof_of_tvl1_flow_finds_a_local_movement():
+    onset = _texture(128, seed=5)
+    # a smooth 2 px bump moving down-left, centred in block (row 2, column 3) of a 5 x 5 grid
+    # (rows 51-76, columns 76-102)
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    bump = np.exp(-((xx - 89) ** 2 + (yy - 63) ** 2) / (2 * 4.0**2))
+    move = np.stack([-1.5 * bump, 1.5 * bump], axis=-1)
+    apex = _warp(onset, move)
+    feature = biwoof(onset, apex, grid=5, bins=8).reshape(25, 8)
+    totals = feature.sum(axis=1)
+    assert int(np.argmax(totals)) == 2 * 5 + 3
+    assert totals[13] > 0.6 * totals.sum()
+    assert int(np.argmax(feature[13])) == 3 and feature[13, 3] > 0.5 * totals[13]
+
+
+def test_flow_cache_computes_each_pair_once(tmp_path, shifted_pair, monkeypatch):
+    onset, apex = shifted_pair
+    first = onset_apex_flow(onset, apex, cache_dir=tmp_path)
+    assert not first.from_cache
+    assert [p.name for p in tmp_path.iterdir()] == [f"{first.key}.npy"]
+
+    def no_flow(*args, **kwargs):
+        raise AssertionError("TV-L1 ran although the flow was cached")
+
+    monkeypatch.setattr(flowfeatures, "tvl1_flow", no_flow)
+    second = onset_apex_flow(onset, apex, cache_dir=tmp_path)
+    assert second.from_cache and second.key == first.key
+    np.testing.assert_array_equal(second.flow, first.flow)
+    np.testing.assert_array_equal(second.strain, first.strain)
+    # other frames or other settings are other keys; an unknown setting is refused
+    assert flow_cache_key(onset, apex, {"Lambda": 0.3}) != first.key
+    assert flow_cache_key(apex, onset) != first.key
+    with pytest.raises(MieInputError, match="Unknown TV-L1 setting 'lambda'"):
+        flow_cache_key(onset, apex, {"lambda": 0.3})
+    # a damaged file is computed again and replaced
+    monkeypatch.undo()
+    (tmp_path / f"{first.key}.npy").write_bytes(b"not a numpy file")
+    third = onset_apex_flow(onset, apex, cache_dir=tmp_path)
+    assert not third.from_cache
+    np.testing.assert_allclose(np.load(tmp_path / f"{first.key}.npy"), first.flow, atol=1e-5)
