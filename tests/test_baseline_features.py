@@ -1,5 +1,5 @@
 """The baselines' features (modeling_mie.baselines): LBP-TOP codes and histograms checked by hand, TV-L1 flow of known motions, optical strain against its analytic value, Bi-WOOF's block and bin,
-the flow cache."""
+the flow cache, the linear SVM on separable data."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from modeling_mie import MieInputError
 from modeling_mie.baselines import (
+    LinearSVM,
     biwoof,
     biwoof_features,
     flow_cache_key,
@@ -234,3 +235,27 @@ def test_flow_cache_computes_each_pair_once(tmp_path, shifted_pair, monkeypatch)
     third = onset_apex_flow(onset, apex, cache_dir=tmp_path)
     assert not third.from_cache
     np.testing.assert_allclose(np.load(tmp_path / f"{first.key}.npy"), first.flow, atol=1e-5)
+
+
+# -------------------------------------------------------------------------------------- the SVM
+def test_linear_svm_learns_separable_rows_and_standardises_on_training_rows_only():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 40)) * 3
+    labels = np.repeat(np.arange(3), 20)
+    rows = centres[labels] + rng.normal(0, 1, (60, 40))
+    rows[:, 0] *= 1000.0  # one feature on another scale: standardisation must tame it
+    train, test = np.arange(60) % 3 != 0, np.arange(60) % 3 == 0
+    svm = LinearSVM(class_weight="balanced").fit(rows[train], labels[train])
+    accuracy = (svm.predict(rows[test]) == labels[test]).mean()
+    assert accuracy >= 0.9  # chance is 1/3
+    scaler = svm.pipeline[0]
+    np.testing.assert_allclose(scaler.mean_, rows[train].mean(axis=0))
+    assert svm.decision_function(rows[test]).shape == (int(test.sum()), 3)
+    with pytest.raises(MieInputError, match="40 features"):
+        svm.predict(rows[test][:, :10])
+    with pytest.raises(MieInputError, match="at least two classes"):
+        LinearSVM().fit(rows[:5], np.zeros(5, int))
+    bad = rows.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(MieInputError, match="NaN"):
+        LinearSVM().fit(bad, labels)

@@ -12,12 +12,15 @@ from .flowfeatures import (
     tvl1_flow,
 )
 from .lbptop import lbp_codes, lbp_top, lbp_top_size, num_bins, plane_offsets, uniform_lbp_table
+from .svm import LinearSVM, fit_predict
 
 __all__ = [
+    "LinearSVM",
     "OnsetApexFlow",
     "TVL1_SETTINGS",
     "biwoof",
     "biwoof_features",
+    "fit_predict",
     "flow_cache_key",
     "lbp_codes",
     "lbp_top",
