@@ -1,5 +1,6 @@
-"""The baselines' features (modeling_mie.baselines): LBP-TOP codes and histograms checked by hand, TV-L1 flow of known motions, optical strain against its analytic value, Bi-WOOF's block and bin,
-the flow cache, the linear SVM on separable data."""
+"""The baselines' features (modeling_mie.baselines): LBP-TOP codes and histograms checked by hand,
+TV-L1 flow of known motions, optical strain against its analytic value, Bi-WOOF's block and bin,
+the flow cache, the linear SVM on separable data, the face-crop input and its errors."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from modeling_mie.baselines import (
     biwoof,
     biwoof_features,
     flow_cache_key,
+    grey_face_volume,
     lbp_codes,
     lbp_top,
     lbp_top_size,
@@ -40,11 +42,11 @@ def _texture(size: int, seed: int = 0, sigma: float = 2.0, pad: int = 0) -> np.n
     return cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
 
 
-
 def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """`image` with what was at x moved to x + flow (flow smooth and small)."""
     yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
     return cv2.remap(image, xx - flow[..., 0], yy - flow[..., 1], cv2.INTER_CUBIC)
+
 
 # ------------------------------------------------------------------------------------ LBP-TOP
 def test_uniform_table_has_58_uniform_codes_in_code_order_and_one_shared_bin():
@@ -259,3 +261,62 @@ def test_linear_svm_learns_separable_rows_and_standardises_on_training_rows_only
     bad[0, 0] = np.nan
     with pytest.raises(MieInputError, match="NaN"):
         LinearSVM().fit(bad, labels)
+
+
+# ------------------------------------------------------------------------------ inputs and errors
+def test_grey_face_volume_from_arrays_and_paths(tmp_path):
+    frames = np.zeros((5, 60, 80, 3), np.uint8)
+    frames[:, 10:50, 20:60] = (255, 0, 0)  # a red face box: grey 0.299 * 255 = 76 (blue would be 29)
+    frames[3, 10:30, 20:60] = (255, 255, 255)  # the apex frame's upper half is white
+    box = (20, 10, 60, 50)
+    clip = grey_face_volume(frames, 1, 3, 4, face_box=box, size=32)
+    assert clip.volume.shape == (4, 32, 32) and clip.volume.dtype == np.uint8
+    np.testing.assert_array_equal(clip.frame_indices, [1, 2, 3, 4])
+    assert clip.apex == 2
+    assert abs(int(np.median(clip.volume[0])) - 76) <= 1
+    assert clip.volume[clip.apex, :14].min() >= 250 and abs(int(clip.volume[clip.apex, 18:].mean()) - 76) <= 1
+    # the same clip as image files (OpenCV reads BGR): the same crops
+    paths = []
+    for i, frame in enumerate(frames):
+        paths.append(str(tmp_path / f"img{i}.png"))
+        cv2.imwrite(paths[-1], cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    pair = grey_face_volume(paths, 1, 3, face_box=box, size=32, span="onset_apex")
+    np.testing.assert_array_equal(pair.frame_indices, [1, 3])
+    assert pair.apex == 1
+    np.testing.assert_array_equal(pair.volume, clip.volume[[0, 2]])
+    # landmarks: dlib 17 / 26 are the brow ends, 18 / 25 the brow tops, 8 the chin
+    dlib68 = np.full((68, 2), 40.0)
+    dlib68[17], dlib68[26], dlib68[18], dlib68[25], dlib68[8] = (20, 30), (60, 30), (25, 12), (55, 10), (40, 50)
+    by_landmarks = grey_face_volume(frames, 1, 3, 4, landmarks=dlib68, size=32)
+    np.testing.assert_array_equal(by_landmarks.face_box, box)
+
+
+def test_bad_input_is_a_mie_input_error_that_says_what_is_wrong():
+    frames = np.full((5, 60, 80), 100, np.uint8)
+    box = (20, 10, 60, 50)
+    with pytest.raises(MieInputError, match="1 frame"):
+        grey_face_volume(frames[:1], 0, 0, face_box=box)
+    with pytest.raises(MieInputError, match="apex_index 7 is outside the clip, which has 5 frames"):
+        grey_face_volume(frames, 0, 7, face_box=box)
+    with pytest.raises(MieInputError, match="onset <= apex <= offset"):
+        grey_face_volume(frames, 3, 1, face_box=box)
+    with pytest.raises(MieInputError, match="apex is the onset frame"):
+        grey_face_volume(frames, 2, 2, face_box=box, span="onset_apex")
+    with pytest.raises(MieInputError, match="empty or smaller than 8 x 8"):
+        grey_face_volume(frames, 0, 2, face_box=(30, 10, 30, 50))
+    with pytest.raises(MieInputError, match="crop would be empty"):
+        grey_face_volume(frames, 0, 2, face_box=(200, 150, 260, 210))
+    with pytest.raises(MieInputError, match="either a face box"):
+        grey_face_volume(frames, 0, 2)
+    with pytest.raises(MieInputError, match="at least 3 frames"):
+        lbp_top(np.zeros((2, 32, 32), np.uint8))
+    with pytest.raises(MieInputError, match="at least 9 frames"):
+        lbp_top(np.zeros((8, 32, 32), np.uint8), time_radius=4)
+    with pytest.raises(MieInputError, match="too fine"):
+        lbp_top(np.zeros((3, 12, 12), np.uint8), grid=11)
+    with pytest.raises(MieInputError, match="grey volume"):
+        lbp_top(np.zeros((3, 32, 32, 3), np.uint8))
+    with pytest.raises(MieInputError, match="same size"):
+        tvl1_flow(np.zeros((32, 32), np.uint8), np.zeros((32, 40), np.uint8))
+    with pytest.raises(MieInputError, match="uint8"):
+        tvl1_flow(np.zeros((32, 32)), np.zeros((32, 32)))
