@@ -8,7 +8,7 @@ parameters, so these are OpenCV's defaults written out (so that the cache key, a
 not change if a later OpenCV changes its defaults). Flow is in pixels of the crop, u to the right
 and v down, and maps onset pixels to where they are at the apex.
 
-Cache. TV-L1 costs about 0.3 s for a 128 x 128 pair on one core; LOSO reads every clip's flow
+Cache. TV-L1 costs about 0.4 s for a 128 x 128 pair on one CPU thread; LOSO reads every clip's flow
 once per method and seed, so `onset_apex_flow(cache_dir=...)` keeps each flow in
 `<cache_dir>/<key>.npy`, the key a SHA-256 of the two frames' bytes and shapes, the settings and
 the OpenCV version. A file is written under a temporary name and renamed, so concurrent workers
