@@ -150,9 +150,17 @@ def test_a_bad_upload_shows_the_message_and_the_page_stays_usable(browser, app_u
     page.close()
 
 
-def test_a_webcam_recording_is_answered(playwright, app_url, tmp_path):
+def test_a_webcam_recording_is_answered(playwright, app_server, tmp_path, monkeypatch):
     """Chromium's fake camera plays an example face; the app records it (MediaRecorder WebM, which
-    OpenCV must decode) and answers like for an upload."""
+    OpenCV must decode) and answers like for an upload. Unlike the live stream, the recording
+    arrives as the camera filmed it, not mirrored (checked against the camera's file)."""
+    import cv2
+    import numpy as np
+
+    app_url, mie = app_server
+    received = []
+    predict = mie.predict
+    monkeypatch.setattr(mie, "predict", lambda path: (received.append(path), predict(path))[1])
     camera = write_y4m(REPO / "examples" / "positive.webm", tmp_path / "face.y4m")
     args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             f"--use-file-for-fake-video-capture={camera}"]
@@ -173,6 +181,10 @@ def test_a_webcam_recording_is_answered(playwright, app_url, tmp_path):
         page.get_by_role("button", name="Analyse clip").click()
         page.get_by_text("the model saw").wait_for(timeout=90_000)
         assert "fps" in page.locator("#mie-summary").inner_text()
+        ok, got = cv2.VideoCapture(str(received[-1])).read()
+        first = cv2.VideoCapture(str(REPO / "examples" / "positive.webm")).read()[1]
+        first = cv2.resize(first, (got.shape[1], got.shape[0])).astype(int)
+        assert ok and np.abs(got - first).mean() < np.abs(got - first[:, ::-1]).mean()
     finally:
         chromium.close()
 
