@@ -71,6 +71,29 @@ CSS = """
 """
 
 
+def _for_visitor(call, doing: str, what: str):
+    """`call()`, with a user's mistake (`MieInputError`) shown as its message and a bug as a generic
+    message (the stack trace goes to the server log, never to the visitor)."""
+    try:
+        return call()
+    except MieInputError as err:
+        logger.info("refused a %s: %s", what, err)
+        raise gr.Error(str(err), title=f"This {what} cannot be analysed", print_exception=False) from None
+    except Exception:  # noqa: BLE001 - a bug must not show a stack trace to the visitor
+        logger.exception("%s a %s failed", doing, what)
+        raise gr.Error(
+            f"Something went wrong inside the app while {doing} this {what} (details are in the server "
+            f"log). Try another {what}; if it keeps happening, report it together with the {what}.",
+            title="Internal error",
+            print_exception=False,
+        ) from None
+
+
+def _summary_text(result) -> str:
+    """A clip's (or interval's) answer, its face track and its notes, as Markdown."""
+    return result.summary + f"\n\n{result.face}" + "".join(f"\n\n*{note}*" for note in result.notes)
+
+
 def build_demo(
     mie: MieDemo, examples_dir: Path = EXAMPLES_DIR, queue_size: int = 16, concurrency: int = 2
 ) -> gr.Blocks:
@@ -79,20 +102,8 @@ def build_demo(
 
     def predict(video):
         """Classify one clip: (probabilities, summary, regions picture, heatmaps, activity, provenance)."""
-        try:
-            result = mie.predict(video)
-        except MieInputError as err:
-            logger.info("refused an upload: %s", err)
-            raise gr.Error(str(err), title="This clip cannot be analysed", print_exception=False) from None
-        except Exception:  # noqa: BLE001 - a bug must not show a stack trace to the visitor
-            logger.exception("predict failed")
-            raise gr.Error(
-                "Something went wrong inside the app while analysing this clip (details are in the server "
-                "log). Try another clip; if it keeps happening, report it together with the clip.",
-                title="Internal error",
-                print_exception=False,
-            ) from None
-        summary = result.summary + f"\n\n{result.face}" + "".join(f"\n\n*{note}*" for note in result.notes)
+        result = _for_visitor(lambda: mie.predict(video), "analysing", "clip")
+        summary = _summary_text(result)
         return (
             result.probabilities,
             summary,
@@ -214,19 +225,7 @@ def _long_video_tab(mie: MieDemo, colors: dict) -> None:
             if total:
                 progress((done, total), desc="Following the face and reading motion", unit="frames")
 
-        try:
-            result = mie.spot(video, on_frame=on_frame)
-        except MieInputError as err:
-            logger.info("refused a long upload: %s", err)
-            raise gr.Error(str(err), title="This video cannot be analysed", print_exception=False) from None
-        except Exception:  # noqa: BLE001 - a bug must not show a stack trace to the visitor
-            logger.exception("spot failed")
-            raise gr.Error(
-                "Something went wrong inside the app while spotting this video (details are in the server log). "
-                "Try another video; if it keeps happening, report it together with the video.",
-                title="Internal error",
-                print_exception=False,
-            ) from None
+        result = _for_visitor(lambda: mie.spot(video, on_frame=on_frame), "spotting", "video")
         return result.summary, result.table(), pd.DataFrame(result.timeline), result
 
     def choose(spotted, evt: gr.SelectData):
@@ -240,14 +239,8 @@ def _long_video_tab(mie: MieDemo, colors: dict) -> None:
         """Interval `number` (1-based) of the spotted video: (probabilities, summary, regions, heatmaps)."""
         if spotted is None:
             raise gr.Error("Spot a video first, then choose an interval.", print_exception=False)
-        try:
-            result = mie.predict_interval(spotted, int(number) - 1)
-        except MieInputError as err:
-            raise gr.Error(str(err), title="This interval cannot be analysed", print_exception=False) from None
-        except Exception:  # noqa: BLE001
-            logger.exception("predict_interval failed")
-            raise gr.Error("Something went wrong inside the app (details are in the server log).", print_exception=False) from None
-        summary = result.summary + f"\n\n{result.face}" + "".join(f"\n\n*{note}*" for note in result.notes)
+        result = _for_visitor(lambda: mie.predict_interval(spotted, int(number) - 1), "analysing", "interval")
+        summary = _summary_text(result)
         return result.probabilities, summary, result.annotated_frame, result.heatmaps
 
     state = gr.State(None)

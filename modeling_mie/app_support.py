@@ -190,12 +190,7 @@ class MieDemoResult:
             "activity": activity.reshape(-1).round(4).tolist(),
         }
         for start, end, _ in self.face_lost:
-            # a box: up at the start, across the top, down at the end; tiny offsets keep the
-            # points in order when the plot sorts them by time
-            for t, value in ((start - 1e-4, 0.0), (start, 1.0), (end, 1.0), (end + 1e-4, 0.0)):
-                columns[time_column].append(round(float(t), 4))
-                columns["region"].append(NO_FACE_SERIES)
-                columns["activity"].append(value)
+            _add_box(columns, time_column, "activity", NO_FACE_SERIES, start, end, 1.0, pad=1e-4)
         return columns
 
 
@@ -249,6 +244,8 @@ TIMELINE_POINTS = 1500
 
 def spot_timeline(trace, rows: list[dict], time_column: str = "time (s)", value_column: str = "motion (px)") -> dict:
     """Long-form plot columns of a `MotionTrace` and its intervals (see `SpotDemoResult.timeline`)."""
+    from .spot import _runs
+
     px = np.asarray(trace.region_px, np.float64)
     times = np.asarray(trace.times, np.float64)
     n = len(times)
@@ -271,19 +268,20 @@ def spot_timeline(trace, rows: list[dict], time_column: str = "time (s)", value_
     if len(seen):  # stretches without a usable face after it was first found, as grey boxes
         lost = ~present
         lost[: seen[0]] = False
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], lost.astype(np.int8), [0]])))
-        for a, b in zip(edges[::2], edges[1::2]):
-            start, end = float(times[a]), float(times[min(b, n - 1)])
-            for t, value in ((start - 1e-3, 0.0), (start, top), (end, top), (end + 1e-3, 0.0)):
-                columns[time_column].append(round(t, 4))
-                columns["region"].append(NO_FACE_SERIES)
-                columns[value_column].append(round(value, 3))
+        for a, last in _runs(lost):
+            _add_box(columns, time_column, value_column, NO_FACE_SERIES, times[a], times[min(last + 1, n - 1)], top)
     for row in rows:
-        for t, value in ((row["onset_s"] - 1e-3, 0.0), (row["onset_s"], top), (row["offset_s"], top), (row["offset_s"] + 1e-3, 0.0)):
-            columns[time_column].append(round(float(t), 4))
-            columns["region"].append(SPOTTED_SERIES[row["kind"]])
-            columns[value_column].append(round(value, 3))
+        _add_box(columns, time_column, value_column, SPOTTED_SERIES[row["kind"]], row["onset_s"], row["offset_s"], top)
     return columns
+
+
+def _add_box(columns: dict, time_column: str, value_column: str, series: str, start, end, top: float, pad: float = 1e-3):
+    """A box over [start, end] in long-form plot columns: up at the start, across at `top`, down
+    at the end; the tiny `pad` keeps the points in order when the plot sorts them by time."""
+    for t, value in ((start - pad, 0.0), (start, top), (end, top), (end + pad, 0.0)):
+        columns[time_column].append(round(float(t), 4))
+        columns["region"].append(series)
+        columns[value_column].append(round(value, 3))
 
 
 def pretty_region(name: str) -> str:
@@ -706,17 +704,13 @@ class MieDemo:
             raise MieInputError(f"There is no interval {number + 1}; choose one of the {len(spotted.rows)} in the table.")
         row = spotted.rows[number]
         onset, offset = int(row["onset_frame"]), int(row["offset_frame"])
-        count = min(offset - onset + 1, int(self.limits.max_frames))
-        positions = np.unique(np.round(np.linspace(onset, offset, count)).astype(int))
         path = Path(spotted.video)
         try:
-            got = LongVideo(path, spotted.fps).read(positions.tolist())
+            frames, rate = LongVideo(path, spotted.fps).interval(onset, offset, min(offset - onset + 1, int(self.limits.max_frames)))
         except MieInputError as err:
             raise MieInputError(_for_people(str(err), path, spotted.name)) from err
-        if len(got) < 2:
+        if frames is None:
             raise MieInputError(f"{spotted.name} no longer holds frames {onset}-{offset}; spot the video again.")
-        frames = np.stack([got[i] for i in positions if i in got])
-        rate = spotted.fps * (len(frames) - 1) / max(offset - onset, 1)
         try:
             inputs = self.processor(frames, return_tensors="pt", fps=rate, **self.sampling)
         except MieInputError as err:

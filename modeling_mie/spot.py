@@ -180,13 +180,10 @@ class LongVideo:
         return self.path.stem if self.files is None else self.path.name
 
     def _imread(self, path: Path) -> np.ndarray:
-        from .video import frames_to_uint8
+        from .video import _read_image_file
 
-        image = self._cv2.imread(str(path), self._cv2.IMREAD_ANYDEPTH | self._cv2.IMREAD_ANYCOLOR)
-        if image is None:
-            raise MieInputError(f"{path} could not be decoded as an image (corrupt or truncated); re-export it as JPEG or PNG.")
-        image = frames_to_uint8(image)
-        return self._cv2.cvtColor(image, self._cv2.COLOR_BGR2RGB) if image.ndim == 3 else image
+        image = _read_image_file(path)  # BGR (H, W, 3) or grey (H, W, 1); MieInputError if undecodable
+        return image[:, :, 0] if image.shape[2] == 1 else self._cv2.cvtColor(image, self._cv2.COLOR_BGR2RGB)
 
     def frames(self, stride: int = 1, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
         """(index, frame) for every `stride`-th frame from `start`, decoded one at a time."""
@@ -243,6 +240,17 @@ class LongVideo:
         finally:
             cap.release()
         return out
+
+
+    def interval(self, onset: int, offset: int, count: int) -> tuple[np.ndarray | None, float]:
+        """Up to `count` frames evenly spread from `onset` to `offset` (both included), stacked, and
+        the frame rate they stand for; (None, 0) when fewer than two could be read."""
+        positions = np.unique(np.round(np.linspace(onset, offset, count)).astype(int))
+        got = self.read(positions.tolist())
+        frames = [got[i] for i in positions if i in got]
+        if len(frames) < 2:
+            return None, 0.0
+        return np.stack(frames), self.fps * (len(frames) - 1) / max(offset - onset, 1)
 
 
 # ----------------------------------------------------------------------------- motion
@@ -774,13 +782,10 @@ def recognise(intervals: list[Interval], video: LongVideo, model, processor, cla
 
     count = int(getattr(processor, "num_frames", None) or 32)
     for interval in intervals:
-        positions = np.unique(np.round(np.linspace(interval.onset, interval.offset, count)).astype(int))
-        got = video.read(positions.tolist())
-        frames = [got[i] for i in positions if i in got]
-        if len(frames) < 2:
+        frames, rate = video.interval(interval.onset, interval.offset, count)
+        if frames is None:
             continue
-        stack = np.stack([f if f.ndim == 3 else np.repeat(f[:, :, None], 3, axis=2) for f in frames])
-        rate = video.fps * (len(frames) - 1) / max(interval.offset - interval.onset, 1)
+        stack = frames if frames.ndim == 4 else np.repeat(frames[..., None], 3, axis=3)
         try:
             inputs = processor(stack, return_tensors="pt", fps=rate)
         except MieInputError as err:
@@ -843,7 +848,8 @@ class LiveSpotter:
         self._times: list[float] = []
         self._present: list[bool] = []
         self._frames: deque = deque()  # (j, t, frame) of the last keep_s seconds
-        self._start: float | None = None
+        self._start: float | None = None  # time of the first frame pushed
+        self._t0 = 0.0  # time of the first frame with the face (the reference)
         self._last_ms = -1
         self.intervals: list[Interval] = []
         self.first_frame: np.ndarray | None = None  # as received (to check the orientation)
@@ -1018,14 +1024,11 @@ def spot_video(
 
     settings = settings or SpotSettings()
     source = video if isinstance(video, LongVideo) else LongVideo(video, fps)
-    loaded = None
-    if recognise_intervals:
-        if model is None or isinstance(model, (str, Path)):
-            from .app_support import resolve_model
+    if recognise_intervals and (model is None or isinstance(model, (str, Path))):
+        from .app_support import resolve_model
 
-            loaded = load_recogniser(resolve_model(model))
-            model = loaded[0]
-            processor = processor or loaded[1]
+        model, loaded_processor = load_recogniser(resolve_model(model))
+        processor = processor or loaded_processor
     if processor is None:
         from .processing_mie import MieProcessor
 
