@@ -1,4 +1,4 @@
-"""The compared methods' features and classifier: LBP-TOP, onset -> apex TV-L1 flow and strain, Bi-WOOF, linear SVM.
+"""The compared methods: LBP-TOP, onset -> apex TV-L1 flow and strain, Bi-WOOF, linear SVM, and the flow CNNs.
 
 Tools for the baselines of the seed paper's Table 2 (issue 13); not part of the Hub remote code.
 `docs/baselines.md` describes each feature and what was chosen where the papers leave room.
@@ -10,6 +10,11 @@ Tools for the baselines of the seed paper's Table 2 (issue 13); not part of the 
     x_lbp = lbp_top(clip.volume)                                # (4425,)
     x_woof = biwoof(clip.volume[clip.onset], clip.volume[clip.apex], cache_dir="flows")  # (200,)
     predictions = LinearSVM().fit(train_x, train_y).predict(test_x)
+
+    motion = onset_apex_flow(clip.volume[clip.onset], clip.volume[clip.apex], cache_dir="flows")
+    x = flow_net_input(motion.flow)                             # (3, 28, 28): u, v, strain
+    outcome = train_flow_net("ststnet", train_x, train_y, test_x, seed=0)  # PAPER_SCHEDULES
+    outcome.probabilities                                       # (test rows, 3)
 
 scikit-learn (the SVM) is an optional dependency: `pip install 'modeling_mie[baselines]'`; it is
 imported only when an SVM is fitted.
@@ -26,21 +31,51 @@ from .flowfeatures import (
     orientation_bins,
     tvl1_flow,
 )
+from .flownets import (
+    FLOW_NETS,
+    INPUT_SIZE,
+    PAPER_SCHEDULES,
+    DualInception,
+    FlowNetOutcome,
+    FlowNetSchedule,
+    OffApexNet,
+    STSTNet,
+    build_flow_net,
+    flow_net_input,
+    train_flow_net,
+)
 from .inputs import DEFAULT_CROP_SIZE, FaceVolume, face_box_of, grey_face_volume
-from .lbptop import lbp_codes, lbp_top, lbp_top_size, num_bins, plane_offsets, uniform_lbp_table
+from .lbptop import (
+    lbp_codes,
+    lbp_top,
+    lbp_top_size,
+    num_bins,
+    plane_offsets,
+    uniform_lbp_table,
+)
 from .svm import LinearSVM, fit_predict
 
 __all__ = [
     "DEFAULT_CROP_SIZE",
-    "FaceVolume",
-    "LinearSVM",
-    "OnsetApexFlow",
+    "FLOW_NETS",
+    "INPUT_SIZE",
+    "PAPER_SCHEDULES",
     "TVL1_SETTINGS",
+    "DualInception",
+    "FaceVolume",
+    "FlowNetOutcome",
+    "FlowNetSchedule",
+    "LinearSVM",
+    "OffApexNet",
+    "OnsetApexFlow",
+    "STSTNet",
     "biwoof",
     "biwoof_features",
+    "build_flow_net",
     "face_box_of",
     "fit_predict",
     "flow_cache_key",
+    "flow_net_input",
     "grey_face_volume",
     "lbp_codes",
     "lbp_top",
@@ -50,6 +85,7 @@ __all__ = [
     "optical_strain",
     "orientation_bins",
     "plane_offsets",
+    "train_flow_net",
     "tvl1_flow",
     "uniform_lbp_table",
 ]
