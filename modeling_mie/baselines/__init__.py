@@ -32,6 +32,7 @@ from .flowfeatures import (
     tvl1_flow,
 )
 from .flownets import (
+    FAST_SCHEDULES,
     FLOW_NETS,
     INPUT_SIZE,
     PAPER_SCHEDULES,
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_CROP_SIZE",
     "FLOW_NETS",
     "INPUT_SIZE",
+    "FAST_SCHEDULES",
     "PAPER_SCHEDULES",
     "TVL1_SETTINGS",
     "DualInception",
