@@ -80,6 +80,16 @@ def read_times(output_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def run_fold_seconds(method_dir: Path, summary: dict) -> float:
+    """Seconds the method's folds took, summed over folds and seeds (one process each): the
+    compute, whatever the workers and interruptions."""
+    total = 0.0
+    for seed in summary["seeds"]:
+        path = method_dir / f"seed-{seed}" / "results.json"
+        total += json.loads(path.read_text())["seconds"]["total"]
+    return total
+
+
 def write_json(path: Path, obj) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=1))
@@ -120,9 +130,13 @@ def main(args) -> int:
     if not summaries:
         raise MieInputError(f"No finished method in {output_dir}; run without --table-only first.")
     seconds = {m: sum(t["seconds"] for t in times.get(m, [])) or None for m in summaries}
-    text = table2_markdown(summaries, data, seconds)
+    fold_seconds = {m: run_fold_seconds(output_dir / m, summaries[m]) for m in summaries}
+    text = table2_markdown(summaries, data, seconds, fold_seconds)
     (output_dir / "table2.md").write_text(text, encoding="utf-8")
-    write_json(output_dir / "table2.json", {"methods": summaries, "seconds": seconds, "data": data})
+    write_json(output_dir / "table2.json", {
+        "methods": summaries, "wall_seconds": seconds, "fold_seconds": fold_seconds, "data": data,
+        "command": [sys.executable, *sys.argv],
+    })
     print()
     print(text)
     print(f"table: {output_dir / 'table2.md'} ({time.time() - start:.0f} s this time)")
