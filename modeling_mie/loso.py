@@ -605,6 +605,7 @@ def check_or_write_run(output_dir: Path, identity: dict, resume: bool) -> int:
     """Create the run file, or check it matches when resuming. Returns the finished folds."""
     output_dir = Path(output_dir)
     path = output_dir / RUN_FILE
+    identity = json.loads(json.dumps(identity, default=str))  # as the file stores it (tuples become lists)
     finished = sorted((output_dir / FOLDS_DIR).glob("*.json")) if (output_dir / FOLDS_DIR).is_dir() else []
     if path.is_file():
         saved = json.loads(path.read_text())

@@ -123,6 +123,10 @@ def test_svm_baselines_learn_and_seeds_and_table_command(synthetic_tiny, tiny_ro
                 record = json.loads(path.read_text())
                 assert record["fold"] not in record["train_subjects"] and len(record["train_subjects"]) == 8
                 assert record["method"] == method
+                # SMIC has no annotated apex: its clips use the estimated one, flagged per prediction
+                apexes = {p["apex"] for p in record["predictions"]}
+                if record["database"] != "samm":  # (one tiny SAMM apex lies past its frames: clamped, estimated)
+                    assert apexes == {"estimated" if record["database"] == "smic" else "annotated"}, record["fold"]
             assert not (run / "model").exists()
     table = command("table2.py", "--dataset", f"synthetic={synthetic_tiny.root}", "--output-dir", out,
                     "--methods", "lbptop", "biwoof", "--seeds", "0", "1", "--cache-dir", cache)
@@ -143,3 +147,17 @@ def test_bad_method_arguments_are_clear(synthetic_tiny, tmp_path):
     proc = command("table2.py", "--dataset", f"synthetic={synthetic_tiny.root}", "--output-dir", tmp_path / "t",
                    "--table-only", check=False)
     assert proc.returncode == 2 and "No finished method" in proc.stderr
+
+
+def test_a_cnn_run_resumes_with_the_same_settings_and_not_with_others(tmp_path):
+    from modeling_mie.loso import TRAINING_PRESETS, check_or_write_run, run_identity
+
+    rows = [{"subject": "casme2/sub01", "clip": "EP01", "label": 0, "cache_key": "k"}]
+    config = MieConfig.from_preset("fast")
+    identity = run_identity(config, TRAINING_PRESETS["fast"], rows, 0, True, method="ststnet", report_epochs=True)
+    assert check_or_write_run(tmp_path, identity, resume=False) == 0
+    # the schedule holds tuples (Adam's betas), which the run file stores as lists
+    assert check_or_write_run(tmp_path, identity, resume=True) == 0
+    other = run_identity(config, TRAINING_PRESETS["fast"], rows, 0, True, method="ststnet", report_epochs=True, preset="paper")
+    with pytest.raises(MieInputError, match="method differ"):
+        check_or_write_run(tmp_path, other, resume=True)

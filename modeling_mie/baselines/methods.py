@@ -289,6 +289,8 @@ def run_baseline_fold(spec) -> dict:
                 "label": int(r["label"]),
                 "prediction": int(p),
                 "probabilities": None if probabilities is None else [round(float(x), 6) for x in probabilities[i]],
+                # where the apex frame came from: annotated, or estimated (flagged) / moved off the onset
+                "apex": "moved" if clip_positions(r)[3] else ("estimated" if r.get("apex_estimated") else "annotated"),
             }
             for i, (r, p) in enumerate(zip(test_rows, predictions))
         ],
