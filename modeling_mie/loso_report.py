@@ -251,15 +251,15 @@ def read_run_folds(run_dir: Path) -> list[dict]:
 
 __all__ = [
     "BOOTSTRAP_DRAWS",
+    "REPORTED_TABLE2",
+    "TABLE2_METHODS",
     "best_epoch_predictions",
     "bootstrap_intervals",
     "leakage_summary",
     "leaky_folds",
     "read_run_folds",
-    "REPORTED_TABLE2",
     "seeds_markdown",
     "seeds_summary",
-    "TABLE2_METHODS",
     "table2_markdown",
 ]
 
@@ -321,7 +321,7 @@ def table2_markdown(
         reported = REPORTED_TABLE2.get(name)
         if reported:
             cells = [f"{reported[scope][i]:.3f}" for scope, _ in TABLE2_SCOPES for i in (0, 1)]
-            lines.append(f"| &nbsp;&nbsp;*reported* | " + " | ".join(f"*{c}*" for c in cells) + " |")
+            lines.append("| &nbsp;&nbsp;*reported* | " + " | ".join(f"*{c}*" for c in cells) + " |")
     lines += [
         "",
         "## Intervals and leakage (full composite)",

@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from modeling_mie.errors import MieInputError  # noqa: E402
-from modeling_mie.loso_report import TABLE2_METHODS, table2_markdown  # noqa: E402
+from modeling_mie.errors import MieInputError
+from modeling_mie.loso_report import TABLE2_METHODS, table2_markdown
 
 TIMES_FILE = "times.json"
 

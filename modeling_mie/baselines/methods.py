@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -140,18 +139,6 @@ def compute_input(row: dict, kind: str) -> np.ndarray:
     return tvl1_flow(clip.volume[0], clip.volume[1])
 
 
-def _save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _prepare_one(job: tuple[dict, str, str]) -> str:
     import cv2
 
@@ -159,7 +146,9 @@ def _prepare_one(job: tuple[dict, str, str]) -> str:
     row, kind, folder = job
     path = input_path(folder, row, kind)
     if not path.is_file():
-        _save(path, np.asarray(compute_input(row, kind), np.float32))
+        from .flowfeatures import _write_cached  # atomic: a temporary file renamed
+
+        _write_cached(path, np.asarray(compute_input(row, kind), np.float32))
     return row["cache_key"]
 
 
@@ -304,9 +293,9 @@ __all__ = [
     "METHODS",
     "SVM_METHODS",
     "check_method",
-    "flow_schedule",
     "clip_positions",
     "compute_input",
+    "flow_schedule",
     "input_kind",
     "load_inputs",
     "method_identity",
