@@ -147,6 +147,12 @@ def test_bad_method_arguments_are_clear(synthetic_tiny, tmp_path):
     proc = command("table2.py", "--dataset", f"synthetic={synthetic_tiny.root}", "--output-dir", tmp_path / "t",
                    "--table-only", check=False)
     assert proc.returncode == 2 and "No finished method" in proc.stderr
+    # a method whose run stops: the table command says so, and its time is kept
+    proc = command("table2.py", "--dataset", f"synthetic={tmp_path}", "--output-dir", tmp_path / "t",
+                   "--methods", "lbptop", check=False)
+    assert proc.returncode == 2 and "--method lbptop stopped (exit 2)" in proc.stderr
+    times = json.loads((tmp_path / "t" / "times.json").read_text())
+    assert times["lbptop"][0]["exit"] == 2 and times["lbptop"][0]["seconds"] > 0
 
 
 def test_a_cnn_run_resumes_with_the_same_settings_and_not_with_others(tmp_path):

@@ -80,6 +80,29 @@ def read_times(output_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def run_timed(command: list[str], output_dir: Path, times: dict, method: str) -> int:
+    """Run `command`, keeping its wall-clock in times.json (updated every 30 s, so a run that is
+    killed still counts the time it had; every invocation on a method adds an entry)."""
+    entry = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0, "exit": None}
+    times.setdefault(method, []).append(entry)
+    began = time.time()
+    proc = subprocess.Popen(command)
+    try:
+        while True:
+            try:
+                entry["exit"] = proc.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                entry["seconds"] = time.time() - began
+                write_json(output_dir / TIMES_FILE, times)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        entry["seconds"] = time.time() - began
+        write_json(output_dir / TIMES_FILE, times)
+    return entry["exit"]
+
+
 def run_fold_seconds(method_dir: Path, summary: dict) -> float:
     """Seconds the method's folds took, summed over folds and seeds (one process each): the
     compute, whatever the workers and interruptions."""
@@ -111,11 +134,7 @@ def main(args) -> int:
             continue
         command = loso_command(args, method)
         print(f"== {method}: {' '.join(command[1:])}", flush=True)
-        began = time.time()
-        code = subprocess.call(command)
-        # time spent by every invocation that worked on this method (a resumed run adds up)
-        times.setdefault(method, []).append({"seconds": time.time() - began, "exit": code})
-        write_json(output_dir / TIMES_FILE, times)
+        code = run_timed(command, output_dir, times, method)
         if code != 0:
             raise MieInputError(
                 f"train/loso.py --method {method} stopped (exit {code}); its output is above. Fix the cause and "
