@@ -135,6 +135,13 @@ def test_svm_baselines_learn_and_seeds_and_table_command(synthetic_tiny, tiny_ro
     assert "| LBP-TOP + SVM |" in text and "| Bi-WOOF + SVM |" in text
     assert "*0.588*" in text and "*0.630*" in text  # the reported figures beside the measured ones
     assert json.loads((out / "table2.json").read_text())["methods"].keys() == {"lbptop", "biwoof"}
+    # the seeds finished so far can be tabled on their own, from the seed runs
+    command("table2.py", "--dataset", f"synthetic={synthetic_tiny.root}", "--output-dir", out, "--table-only",
+            "--methods", "lbptop", "--seeds", "1")
+    one = json.loads((out / "table2.json").read_text())["methods"]["lbptop"]
+    assert one["seeds"] == [1] and "seeds 1;" in (out / "table2.md").read_text()
+    assert one["honest"]["full"]["uf1"]["mean"] == pytest.approx(
+        json.loads((out / "lbptop" / "seed-1" / "results.json").read_text())["scores"]["full"]["uf1"])
 
 
 def test_bad_method_arguments_are_clear(synthetic_tiny, tmp_path):

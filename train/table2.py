@@ -80,6 +80,26 @@ def read_times(output_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def method_summary(method_dir: Path, seeds: list[int]) -> dict | None:
+    """The method's summary over `seeds`: its results.json when it holds those seeds, else built
+    from the finished seed runs (`--table-only --seeds 0` tables the seeds finished so far); None
+    when a seed is not finished."""
+    from modeling_mie.loso_report import read_run_folds, seeds_summary
+
+    path = method_dir / "results.json"
+    if path.is_file():
+        summary = json.loads(path.read_text())
+        if summary.get("seeds") == seeds:
+            return summary
+    runs = [method_dir / f"seed-{seed}" for seed in seeds]
+    if not all((run / "results.json").is_file() for run in runs):
+        return None
+    first = json.loads((runs[0] / "results.json").read_text())
+    summary = seeds_summary({seed: read_run_folds(run) for seed, run in zip(seeds, runs)}, len(first["labels"]))
+    summary.update({"method": first.get("method", method_dir.name), "data": first.get("data", "")})
+    return summary
+
+
 def run_timed(command: list[str], output_dir: Path, times: dict, method: str) -> int:
     """Run `command`, keeping its wall-clock in times.json (updated every 30 s, so a run that is
     killed still counts the time it had; every invocation on a method adds an entry)."""
@@ -142,10 +162,12 @@ def main(args) -> int:
             )
     summaries, data = {}, ""
     for method in TABLE2_METHODS:
-        path = output_dir / method / "results.json"
-        if method in args.methods and path.is_file():
-            summaries[method] = json.loads(path.read_text())
-            data = summaries[method].get("data", data)
+        if method not in args.methods:
+            continue
+        summary = method_summary(output_dir / method, sorted(args.seeds))
+        if summary is not None:
+            summaries[method] = summary
+            data = summary.get("data", data)
     if not summaries:
         raise MieInputError(f"No finished method in {output_dir}; run without --table-only first.")
     seconds = {m: sum(t["seconds"] for t in times.get(m, [])) or None for m in summaries}
