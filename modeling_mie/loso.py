@@ -461,7 +461,10 @@ def summarise_run(output_dir: Path, folds: Sequence[dict], label_names: Sequence
     _atomic_write_json(output_dir / "results.json", results)
     write_megc_log(output_dir / "predictions.log", predictions)
     _atomic_write_text(output_dir / "results.md", results_markdown(results))
-    plot_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png", title=extra.get("data", ""))
+    title = extra.get("data", "")
+    if extra.get("method", "aouayeb") != "aouayeb":
+        title = f"{extra['method']}: {title}"
+    plot_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png", title=title)
     if calibration is not None:
         plot_reliability(calibration, output_dir / "reliability.png", title="Out-of-fold probabilities of the LOSO run")
     return results
