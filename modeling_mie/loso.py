@@ -220,11 +220,7 @@ def run_fold(spec: FoldSpec) -> dict:
     if spec.method != "aouayeb":
         from .baselines.methods import run_baseline_fold
 
-        result = run_baseline_fold(spec)
-        path = fold_file(Path(spec.output_dir), spec.key)
-        _atomic_write_json(path, result)
-        write_megc_log(path.with_suffix(".log"), _fold_predictions(result))
-        return result
+        return _write_fold(spec, run_baseline_fold(spec))
 
     torch.set_num_threads(max(1, spec.threads))
     device = resolve_device(spec.device)
@@ -284,6 +280,11 @@ def run_fold(spec: FoldSpec) -> dict:
     }
     if outcome.epoch_probabilities is not None:
         result["epoch_probabilities"] = rounded_epochs(outcome.epoch_probabilities)
+    return _write_fold(spec, result)
+
+
+def _write_fold(spec: FoldSpec, result: dict) -> dict:
+    """Write a fold's record and its MEGC log (atomically) where `--resume` looks for them."""
     path = fold_file(Path(spec.output_dir), spec.key)
     _atomic_write_json(path, result)
     write_megc_log(path.with_suffix(".log"), _fold_predictions(result))

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import ClipPrediction, megc_scores
+from .loso import _fold_predictions, collect_results
+from .metrics import _per_class, confusion_matrix, megc_scores
 
 #: Bootstrap draws and their seed: fixed, so a results file is reproducible.
 BOOTSTRAP_DRAWS = 2000
@@ -67,21 +68,14 @@ def leaky_folds(folds: Sequence[dict]) -> list[dict] | None:
     return out
 
 
-def fold_predictions(fold: dict) -> list[ClipPrediction]:
-    return [
-        ClipPrediction(fold["database"], fold["list_subject"], p["clip"], int(p["label"]), int(p["prediction"]))
-        for p in fold["predictions"]
-    ]
-
-
 def leakage_summary(folds: Sequence[dict], num_classes: int) -> dict | None:
     """The scores a best-epoch-per-subject protocol would claim, the honest scores and the gap
     (leaky minus honest) for the full set and each database; None without per-epoch predictions."""
     leaky = leaky_folds(folds)
     if leaky is None:
         return None
-    honest = megc_scores([p for f in folds for p in fold_predictions(f)], num_classes)
-    claimed = megc_scores([p for f in leaky for p in fold_predictions(f)], num_classes)
+    honest = megc_scores([p for f in folds for p in _fold_predictions(f)], num_classes)
+    claimed = megc_scores([p for f in leaky for p in _fold_predictions(f)], num_classes)
     epochs = [f["best_epoch"] for f in leaky]
     return {
         "protocol": "best epoch per held-out subject (most correct test clips, latest of equals)",
@@ -98,26 +92,11 @@ def leakage_summary(folds: Sequence[dict], num_classes: int) -> dict | None:
 # ---------------------------------------------------------------------------- bootstrap
 def _confusions(folds: Sequence[dict], num_classes: int) -> tuple[list[str], list[str], np.ndarray]:
     """Per fold: its key, its database and its (classes, classes) confusion counts."""
-    keys, databases, matrices = [], [], []
-    for fold in folds:
-        matrix = np.zeros((num_classes, num_classes), np.int64)
-        for p in fold["predictions"]:
-            matrix[int(p["label"]), int(p["prediction"])] += 1
-        keys.append(fold["fold"])
-        databases.append(fold["database"])
-        matrices.append(matrix)
-    return keys, databases, np.stack(matrices)
-
-
-def _scores_of(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """UF1 and UAR of (..., classes, classes) pooled confusion counts (0 for an empty class)."""
-    tp = np.diagonal(matrices, axis1=-2, axis2=-1).astype(np.float64)
-    fp = matrices.sum(-2) - tp
-    fn = matrices.sum(-1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-    return f1.mean(-1), recall.mean(-1)
+    matrices = [
+        confusion_matrix([p["label"] for p in f["predictions"]], [p["prediction"] for p in f["predictions"]], num_classes)
+        for f in folds
+    ]
+    return [f["fold"] for f in folds], [f["database"] for f in folds], np.stack(matrices)
 
 
 def bootstrap_intervals(
@@ -150,7 +129,7 @@ def bootstrap_intervals(
         # (draws, members) counts of how often each subject is drawn
         counts = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=draws)
         pooled = np.einsum("dm,smij->dsij", counts, stacked[:, members])  # (draws, seeds, c, c)
-        f1, recall = _scores_of(pooled)
+        f1, recall = (score.mean(-1) for score in _per_class(pooled))
         out[name] = {
             "uf1": [float(np.percentile(f1.mean(1), tail)), float(np.percentile(f1.mean(1), 100 - tail))],
             "uar": [float(np.percentile(recall.mean(1), tail)), float(np.percentile(recall.mean(1), 100 - tail))],
@@ -163,7 +142,7 @@ def seeds_summary(runs: dict[int, Sequence[dict]], num_classes: int) -> dict:
     """Mean and sample standard deviation (n - 1) over seeds of UF1 / UAR (honest, and leaky when
     every run kept per-epoch predictions), and the bootstrap interval of the mean."""
     seeds = sorted(runs)
-    honest = {s: megc_scores([p for f in runs[s] for p in fold_predictions(f)], num_classes) for s in seeds}
+    honest = {s: megc_scores([p for f in runs[s] for p in _fold_predictions(f)], num_classes) for s in seeds}
     leaks = {s: leakage_summary(runs[s], num_classes) for s in seeds}
     scopes = list(honest[seeds[0]])
 
@@ -242,8 +221,6 @@ def seeds_markdown(summary: dict, title: str = "LOSO over seeds") -> str:
 
 def read_run_folds(run_dir: Path) -> list[dict]:
     """The fold records of a finished run folder (its `results.json` names the folds)."""
-    from .loso import collect_results
-
     run_dir = Path(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
     return collect_results(run_dir, results["fold_keys"])

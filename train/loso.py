@@ -39,9 +39,10 @@ from pathlib import Path
 # The command runs from a checkout without installation too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from modeling_mie.baselines.methods import METHODS
 from modeling_mie.errors import MieInputError
 
-METHOD_NAMES = ("aouayeb", "lbptop", "biwoof", "offapexnet", "ststnet", "dual_inception")
+METHOD_NAMES = ("aouayeb", *METHODS)  # the project's model, then the compared methods
 
 SCHEDULE_HELP = {
     "stage1_epochs": "epochs of stage 1 (region CNNs)",

@@ -257,7 +257,9 @@ def run_baseline_fold(spec) -> dict:
         predictions = probabilities.argmax(1)
         losses = [float(x) for x in outcome.losses]
         if spec.report_epochs:
-            extra["epoch_probabilities"] = np.round(np.asarray(outcome.epoch_probabilities, np.float64), 5).tolist()
+            from ..loso import rounded_epochs
+
+            extra["epoch_probabilities"] = rounded_epochs(outcome.epoch_probabilities)
     test_rows = [r for r, t in zip(rows, test) if t]
     train_subjects = sorted({r["subject"] for r, t in zip(rows, test) if not t})
     return {
