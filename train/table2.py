@@ -26,7 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from modeling_mie.errors import MieInputError
-from modeling_mie.loso_report import TABLE2_METHODS, table2_markdown
+from modeling_mie.loso_report import (
+    TABLE2_METHODS,
+    read_run_folds,
+    seeds_summary,
+    table2_markdown,
+)
 
 TIMES_FILE = "times.json"
 
@@ -84,8 +89,6 @@ def method_summary(method_dir: Path, seeds: list[int]) -> dict | None:
     """The method's summary over `seeds`: its results.json when it holds those seeds, else built
     from the finished seed runs (`--table-only --seeds 0` tables the seeds finished so far); None
     when a seed is not finished."""
-    from modeling_mie.loso_report import read_run_folds, seeds_summary
-
     path = method_dir / "results.json"
     if path.is_file():
         summary = json.loads(path.read_text())

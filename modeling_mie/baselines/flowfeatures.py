@@ -198,12 +198,14 @@ def _read_cached(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
     return flow
 
 
-def _write_cached(path: Path, flow: np.ndarray) -> None:
+def save_array_atomically(path: Path, array: np.ndarray) -> None:
+    """Save `array` as .npy at `path` through a temporary file renamed into place, so a reader
+    (another fold process) sees the whole file or none; the flow cache and `methods`' inputs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy.tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.save(fh, flow, allow_pickle=False)
+            np.save(fh, array, allow_pickle=False)
         os.replace(tmp, path)  # atomic: readers see the whole file or none
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -232,7 +234,7 @@ def onset_apex_flow(
     if flow is None:
         flow = tvl1_flow(onset, apex, settings)
         if path is not None:
-            _write_cached(path, flow)
+            save_array_atomically(path, flow)
     return OnsetApexFlow(flow=flow, strain=optical_strain(flow), key=key, from_cache=from_cache)
 
 
@@ -315,6 +317,7 @@ __all__ = [
     "onset_apex_flow",
     "optical_strain",
     "orientation_bins",
+    "save_array_atomically",
     "tvl1_flow",
     "tvl1_settings",
 ]

@@ -146,9 +146,9 @@ def _prepare_one(job: tuple[dict, str, str]) -> str:
     row, kind, folder = job
     path = input_path(folder, row, kind)
     if not path.is_file():
-        from .flowfeatures import _write_cached  # atomic: a temporary file renamed
+        from .flowfeatures import save_array_atomically
 
-        _write_cached(path, np.asarray(compute_input(row, kind), np.float32))
+        save_array_atomically(path, np.asarray(compute_input(row, kind), np.float32))
     return row["cache_key"]
 
 
