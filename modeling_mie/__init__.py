@@ -66,6 +66,13 @@ _LAZY = {
     "parse_action_units": "data",
     "clip_region_labels": "data",
     "clip_features": "data",
+    # long_videos.py
+    "load_casme_sq": "long_videos",
+    "load_samm_lv": "long_videos",
+    "load_casme3_part_a": "long_videos",
+    "load_long_videos": "long_videos",
+    "long_video_features": "long_videos",
+    "list_video_frames": "long_videos",
     # cache.py
     "build_region_cache": "cache",
     # synthetic.py

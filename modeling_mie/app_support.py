@@ -71,6 +71,9 @@ class AppLimits:
             None lets the checkpoint decide (`MieDemo.sampling`).
         max_model_frames: cap on the frames given to the model when the checkpoint takes every
             frame; bounds the time of one answer (Grad-CAM runs over all of them).
+        max_long_file_mb, max_long_duration_s: the long-video tab's limits (spotting streams the
+            video, so memory does not grow with its length; time does, about a third of the
+            video's duration on two cores).
     """
 
     max_file_mb: float = 20.0
@@ -79,9 +82,14 @@ class AppLimits:
     max_frame_pixels: int = 1920 * 1080
     model_frames: int | None = None
     max_model_frames: int = 64
+    max_long_file_mb: float = 500.0
+    max_long_duration_s: float = 900.0
 
     def __post_init__(self):
-        for name in ("max_file_mb", "max_duration_s", "max_frames", "max_frame_pixels", "max_model_frames"):
+        for name in (
+            "max_file_mb", "max_duration_s", "max_frames", "max_frame_pixels", "max_model_frames", "max_long_file_mb",
+            "max_long_duration_s",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"AppLimits.{name} must be a positive number, got {value!r}.")
@@ -101,9 +109,19 @@ class AppLimits:
             max_frame_pixels=int(self.max_frame_pixels),
         )
 
+    @property
+    def upload_bytes(self) -> int:
+        """The largest upload the server takes (the long-video tab's, or the clip tab's if larger)."""
+        return int(max(self.max_file_mb, self.max_long_file_mb) * 1_000_000)
+
     def describe(self) -> str:
         """One line for people: "clips up to 20 MB and 10 s"."""
         return f"clips up to {self.max_file_mb:g} MB and {self.max_duration_s:g} s"
+
+    def describe_long(self) -> str:
+        """One line for people: "videos up to 500 MB and 15 min"."""
+        minutes = self.max_long_duration_s / 60
+        return f"videos up to {self.max_long_file_mb:g} MB and {minutes:g} min"
 
 
 # ------------------------------------------------------------------------------ results
@@ -172,13 +190,98 @@ class MieDemoResult:
             "activity": activity.reshape(-1).round(4).tolist(),
         }
         for start, end, _ in self.face_lost:
-            # a box: up at the start, across the top, down at the end; tiny offsets keep the
-            # points in order when the plot sorts them by time
-            for t, value in ((start - 1e-4, 0.0), (start, 1.0), (end, 1.0), (end + 1e-4, 0.0)):
-                columns[time_column].append(round(float(t), 4))
-                columns["region"].append(NO_FACE_SERIES)
-                columns["activity"].append(value)
+            _add_box(columns, time_column, "activity", NO_FACE_SERIES, start, end, 1.0, pad=1e-4)
         return columns
+
+
+SPOTTED_SERIES = {"micro": "spotted micro-expression", "macro": "spotted macro-expression"}
+# Canvas px (the face is 240 px wide): a still face's strongest region is typically under
+# STILL_FACE_PX from rest (synthetic and real still faces: 0.1-0.3); a face whose typical motion is
+# over BUSY_FACE_PX is moving all the time (talking, laughing), which the spotter is not made for.
+STILL_FACE_PX = 0.5
+BUSY_FACE_PX = 2.0
+
+
+@dataclass
+class SpotDemoResult:
+    """What the long-video tab shows: the spotted intervals and the motion timeline.
+
+    Attributes:
+        rows: one dict per interval (`modeling_mie.spot.spot_video`'s columns).
+        timeline: long-form columns {"time (s)", "region", "motion (px)"}: each region's
+            displacement from rest over the video (at most `TIMELINE_POINTS` points per region,
+            the largest value of each stretch), then each interval as a box in its kind's series.
+        summary: one paragraph for people.
+        video, name: the server-side path and the name to show; fps: its frame rate.
+        seconds: how long spotting took.
+    """
+
+    rows: list[dict]
+    timeline: dict[str, list]
+    summary: str
+    video: str
+    name: str
+    fps: float
+    seconds: float = 0.0
+
+    def table(self) -> "pd.DataFrame":
+        """The intervals as the app lists them."""
+        import pandas as pd
+
+        columns = ["#", "start (s)", "end (s)", "kind", "class", "probability", "score", "region"]
+        records = []
+        for i, row in enumerate(self.rows):
+            probs = {k[2:]: v for k, v in row.items() if k.startswith("p_")}
+            records.append([
+                i + 1, row["onset_s"], row["offset_s"], row["kind"], row["label"] or "-",
+                round(max(probs.values()), 3) if probs else None, row["score"], pretty_region(row["region"]),
+            ])
+        return pd.DataFrame(records, columns=columns)
+
+
+TIMELINE_POINTS = 1500
+
+
+def spot_timeline(trace, rows: list[dict], time_column: str = "time (s)", value_column: str = "motion (px)") -> dict:
+    """Long-form plot columns of a `MotionTrace` and its intervals (see `SpotDemoResult.timeline`)."""
+    from .spot import _runs
+
+    px = np.asarray(trace.region_px, np.float64)
+    times = np.asarray(trace.times, np.float64)
+    n = len(times)
+    step = max(1, int(math.ceil(n / TIMELINE_POINTS)))
+    columns: dict[str, list] = {time_column: [], "region": [], value_column: []}
+    peak = 0.0
+    for start in range(0, n, step):
+        block = px[start : start + step]
+        with np.errstate(all="ignore"):
+            values = np.nanmax(block, axis=0) if np.isfinite(block).any() else np.full(px.shape[1], np.nan)
+        for r, name in enumerate(trace.region_names):
+            if np.isfinite(values[r]):
+                columns[time_column].append(round(float(times[start]), 3))
+                columns["region"].append(pretty_region(name))
+                columns[value_column].append(round(float(values[r]), 3))
+                peak = max(peak, float(values[r]))
+    top = max(peak, 0.5)
+    present = np.asarray(trace.present, bool)
+    seen = np.flatnonzero(present)
+    if len(seen):  # stretches without a usable face after it was first found, as grey boxes
+        lost = ~present
+        lost[: seen[0]] = False
+        for a, last in _runs(lost):
+            _add_box(columns, time_column, value_column, NO_FACE_SERIES, times[a], times[min(last + 1, n - 1)], top)
+    for row in rows:
+        _add_box(columns, time_column, value_column, SPOTTED_SERIES[row["kind"]], row["onset_s"], row["offset_s"], top)
+    return columns
+
+
+def _add_box(columns: dict, time_column: str, value_column: str, series: str, start, end, top: float, pad: float = 1e-3):
+    """A box over [start, end] in long-form plot columns: up at the start, across at `top`, down
+    at the end; the tiny `pad` keeps the points in order when the plot sorts them by time."""
+    for t, value in ((start - pad, 0.0), (start, top), (end, top), (end + pad, 0.0)):
+        columns[time_column].append(round(float(t), 4))
+        columns["region"].append(series)
+        columns[value_column].append(round(value, 3))
 
 
 def pretty_region(name: str) -> str:
@@ -397,15 +500,18 @@ class MieDemo:
         self.close()
 
     # -- input checks ----------------------------------------------------------------------
-    def check_upload(self, video_path) -> tuple[Path, str, dict]:
+    def check_upload(self, video_path, long: bool = False) -> tuple[Path, str, dict]:
         """Refuse what cannot be a usable clip before any decoding; returns (path, display name,
-        header facts {fps, frames, width, height}).
+        header facts {fps, frames, width, height}). `long`: the long-video tab's limits.
 
         Raises:
             MieInputError: nothing given, missing, empty, too large, a picture, not a video, or
                 (from the header) too long.
         """
+        what = "video" if long else "clip"
         if video_path is None or (isinstance(video_path, str) and not video_path.strip()):
+            if long:
+                raise MieInputError("No video was given. Upload a video of one face (up to a few minutes), then press Spot.")
             raise MieInputError(
                 "No clip was given. Upload a short video of one face (or record one with the webcam), "
                 "or click one of the examples, then press Analyse."
@@ -420,14 +526,21 @@ class MieDemo:
         if size == 0:
             raise MieInputError(f"{name} is empty (0 bytes). Upload the video file again, or record a new clip.")
         limits = self.limits
-        if size > limits.max_file_bytes:
+        max_bytes = int(limits.max_long_file_mb * 1_000_000) if long else limits.max_file_bytes
+        if size > max_bytes:
+            if long:
+                raise MieInputError(
+                    f"{name} is {size / 1e6:.1f} MB; this demo takes {limits.describe_long()}. Export it at a lower "
+                    "resolution or bit rate (640 x 480 is plenty for a face), or cut it into parts."
+                )
             raise MieInputError(
                 f"{name} is {size / 1e6:.1f} MB; this demo takes {limits.describe()}. Trim the video to the "
-                "moment of the expression (a micro-expression lasts under half a second) or lower its resolution."
+                "moment of the expression (a micro-expression lasts under half a second) or lower its resolution, "
+                "or use the Long video tab."
             )
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             raise MieInputError(
-                f"{name} is a still image. A micro-expression is a movement, so upload a video clip "
+                f"{name} is a still image. A micro-expression is a movement, so upload a video {what} "
                 "(mp4, webm, avi, mov) of a face instead."
             )
         header = _video_header(path)
@@ -442,15 +555,24 @@ class MieDemo:
                 f"{name} has {header['width']} x {header['height']} pixel frames, above this demo's limit of "
                 f"{limits.max_frame_pixels / 1e6:.1f} megapixels. Export it at a lower resolution (720p is plenty)."
             )
+        if long:
+            if fps and frames and frames / fps > limits.max_long_duration_s:
+                raise MieInputError(
+                    f"{name} lasts {frames / fps / 60:.1f} min; this demo takes {limits.describe_long()}. Cut it into "
+                    "parts, or run `python -m modeling_mie.spot` on it, which has no length limit."
+                )
+            if not fps:
+                raise MieInputError(f"{name} does not say its frame rate, which spotting needs for durations. Re-export it as MP4.")
+            return path, name, header
         if fps and frames and frames / fps > limits.max_duration_s:
             raise MieInputError(
                 f"{name} lasts {frames / fps:.1f} s; this demo takes {limits.describe()}. Trim the video to the "
-                "few seconds around the expression."
+                "few seconds around the expression, or use the Long video tab, which finds the expressions in it."
             )
         if frames and frames > limits.max_frames:
             raise MieInputError(
                 f"{name} has {frames} frames; this demo reads at most {limits.max_frames}. Trim the video to the "
-                "few seconds around the expression."
+                "few seconds around the expression, or use the Long video tab."
             )
         return path, name, header
 
@@ -500,10 +622,119 @@ class MieDemo:
                     ", ".join(f"{k} {v:.2f}" for k, v in timings.items() if k != "total"))
         return result
 
+    # -- long videos ---------------------------------------------------------------------------
+    def classify(self, pixel_values, frame_mask) -> list[float]:
+        """Calibrated probabilities of one clip's crops (the model under its lock)."""
+        with self._model_lock:
+            if self.onnx:
+                return [float(p) for p in self.model(pixel_values, frame_mask).probabilities[0]]
+            with torch.no_grad():
+                logits = self.model(pixel_values=pixel_values, frame_mask=frame_mask).logits[0]
+            return torch.softmax(logits, -1).tolist()
+
+    def recognise_frames(self, frames: np.ndarray, fps: float) -> dict[str, float]:
+        """{label: probability} of a short stack of RGB frames (a live interval)."""
+        inputs = self.processor(frames, return_tensors="pt", fps=fps, **self.sampling)
+        return dict(zip(self.label_names, self.classify(inputs["pixel_values"], inputs["frame_mask"])))
+
+    def live_session(self, fps: float = 10.0):
+        """A `LiveSpotter` for one webcam session (its own landmarker; close it when done)."""
+        from .spot import LiveSpotter
+
+        live = LiveSpotter(self.processor, recogniser=self.recognise_frames, fps=fps)
+        self.last_live = live  # the newest session, for tests and debugging
+        return live
+
+    def spot(self, video_path, on_frame=None) -> "SpotDemoResult":
+        """Spot the expressions of a long video and recognise each (`modeling_mie.spot`).
+
+        Args:
+            video_path: path of an uploaded video file.
+            on_frame: progress callback (analysed frames done, total or 0).
+
+        Raises:
+            MieInputError: for every problem with the video; the message is meant for people.
+        """
+        from .spot import SpotSettings, spot_video
+
+        started = time.perf_counter()
+        path, name, header = self.check_upload(video_path, long=True)
+        try:
+            frame, trace = spot_video(
+                path, self.model, fps=header["fps"], settings=SpotSettings(), processor=self.processor,
+                progress=False, return_trace=True, classify=self.classify, on_frame=on_frame,
+            )
+        except MieInputError as err:
+            raise MieInputError(_for_people(str(err), path, name)) from err
+        seconds = time.perf_counter() - started
+        rows = frame.to_dict("records")
+        duration = trace.num_frames / trace.fps
+        kinds = {k: sum(r["kind"] == k for r in rows) for k in ("micro", "macro")}
+        with np.errstate(all="ignore"):
+            strongest = np.nanmax(trace.region_px, axis=1)
+        typical = float(np.nanmedian(strongest)) if np.isfinite(strongest).any() else float("nan")
+        if rows:
+            found = f"**{len(rows)} interval(s)** spotted: {kinds['micro']} micro, {kinds['macro']} macro"
+        elif math.isfinite(typical) and typical > BUSY_FACE_PX:
+            found = (
+                f"**No expression spotted, but this face hardly rests**: its most moving region is typically "
+                f"{typical:.1f} px from rest (a still face: under {STILL_FACE_PX:g} px), so no movement stands out. The "
+                "spotter looks for brief movements of a face that is otherwise still (someone watching, listening); "
+                "a face that talks or laughs throughout is moving all the time"
+            )
+        else:
+            found = "**No expression spotted**: no region moved clearly above the face's own stillness"
+        summary = (
+            f"{found}. {duration:.1f} s at {trace.fps:.4g} fps, analysed in {seconds:.1f} s. "
+            f"{trace.face[0].upper() + trace.face[1:]}."
+        )
+        if rows:
+            summary += " Choose an interval in the table to see its class and heatmaps."
+        return SpotDemoResult(
+            rows=rows, timeline=spot_timeline(trace, rows), summary=summary, video=str(path), name=name,
+            fps=trace.fps, seconds=seconds,
+        )
+
+    def predict_interval(self, spotted: "SpotDemoResult", number: int) -> MieDemoResult:
+        """Classify and explain interval `number` (0-based) of a spotted video, as `predict` does
+        a clip: its frames from onset to offset (evenly sampled down to `max_frames`)."""
+        from .spot import LongVideo
+
+        if not 0 <= number < len(spotted.rows):
+            raise MieInputError(f"There is no interval {number + 1}; choose one of the {len(spotted.rows)} in the table.")
+        row = spotted.rows[number]
+        onset, offset = int(row["onset_frame"]), int(row["offset_frame"])
+        path = Path(spotted.video)
+        try:
+            frames, rate = LongVideo(path, spotted.fps).interval(onset, offset, min(offset - onset + 1, int(self.limits.max_frames)))
+        except MieInputError as err:
+            raise MieInputError(_for_people(str(err), path, spotted.name)) from err
+        if frames is None:
+            raise MieInputError(f"{spotted.name} no longer holds frames {onset}-{offset}; spot the video again.")
+        try:
+            inputs = self.processor(frames, return_tensors="pt", fps=rate, **self.sampling)
+        except MieInputError as err:
+            raise MieInputError(_for_people(str(err), path, spotted.name)) from err
+        from .explain import explain_clip
+
+        with self._model_lock:
+            if self.onnx:
+                explanation = onnx_explanation(self.model(inputs["pixel_values"], inputs["frame_mask"]), self.model.config)
+            else:
+                explanation = explain_clip(self.model, inputs["pixel_values"], inputs["frame_mask"])
+        result = self._render(path, spotted.name, inputs, explanation, frames=frames, time_offset=onset / spotted.fps)
+        result.summary = (
+            f"Interval {number + 1} ({row['kind']}, {row['onset_s']:.2f}-{row['offset_s']:.2f} s): " + result.summary
+        )
+        return result
+
     # -- pictures ------------------------------------------------------------------------------
-    def _render(self, path: Path, name: str, inputs, explanation) -> MieDemoResult:
+    def _render(
+        self, path: Path, name: str, inputs, explanation, frames: np.ndarray | None = None, time_offset: float = 0.0
+    ) -> MieDemoResult:
         from .explain import overlay_heatmap
-        from .visualize import draw_regions, score_colors
+        from .flow import decode_flow
+        from .visualize import draw_regions, flow_to_rgb, score_colors
 
         config = self.model.config
         names = list(explanation.region_names)
@@ -512,18 +743,20 @@ class MieDemo:
         read = int(inputs["frame_mask"][0].sum())  # those with the face, which the model read
         fps = float(inputs["fps"][0])
         has_fps = math.isfinite(fps) and fps > 0
-        times = positions / fps if has_fps else positions
+        times = positions / fps + time_offset if has_fps else positions
         source_frames = int(inputs["num_source_frames"][0])
         track = inputs["face_track"][0]
 
         def clock(index: float) -> float:
-            return index / fps if has_fps else float(index)
+            return index / fps + time_offset if has_fps else float(index)
 
         lost = [(clock(a), clock(b + 1), why) for a, b, why in track["lost"]]
 
         # the frame the boxes were fixed on, with the regions coloured by their share
         landmark_frame = max(int(inputs["landmark_frame"][0]), 0)
-        frame = _read_frame(path, landmark_frame)
+        frame = frames[landmark_frame] if frames is not None else _read_frame(path, landmark_frame)
+        if frame.ndim == 2 or frame.shape[2] == 1:
+            frame = np.repeat(frame.reshape(frame.shape[0], frame.shape[1], 1), 3, axis=2)
         boxes = inputs["region_boxes"][0].numpy()
         # labels in percent (draw_regions would print the raw score); min_side keeps them legible
         if self.onnx:  # no shares without gradients: the boxes in their own colours, named
@@ -545,9 +778,6 @@ class MieDemo:
             peak = int(explanation.peak_frames[r])
             crop = pixel_values[peak, r, :, :h, :w].permute(1, 2, 0).numpy()  # (h, w, C) in [0, 1]
             if config.input_mode == "flow":  # u, v, magnitude codes -> a colour picture of the flow
-                from .flow import decode_flow
-                from .visualize import flow_to_rgb
-
                 crop = flow_to_rgb(decode_flow(crop)[..., :2], scale=1.0)  # flow is stored divided by its peak
             else:
                 crop = np.clip(crop * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -741,6 +971,9 @@ def _for_people(message: str, path: Path, name: str) -> str:
 
 
 __all__ = [
+    "SPOTTED_SERIES",
+    "SpotDemoResult",
+    "spot_timeline",
     "AppLimits",
     "BUNDLED_MODEL",
     "MODEL_ENV",

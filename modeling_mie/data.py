@@ -33,7 +33,16 @@ logger = logging.getLogger(__name__)
 LOADER_VERSION = "1"
 
 DATABASES = ("smic", "casme2", "samm")
-DATABASE_NAMES = {"smic": "SMIC", "casme2": "CASME II", "samm": "SAMM"}
+# Names in messages. The long-video databases (long_videos.py) are named here too because they
+# share this module's helpers (_check_root, _find_tree, _locate_workbook, ClipProblem).
+DATABASE_NAMES = {
+    "smic": "SMIC",
+    "casme2": "CASME II",
+    "samm": "SAMM",
+    "casme_sq": "CAS(ME)^2",
+    "samm_lv": "SAMM Long Videos",
+    "casme3_a": "CAS(ME)^3 Part A",
+}
 MEGC_CLASSES = ("negative", "positive", "surprise")
 
 # Frames per second of each recording (DATASETS.md); SMIC's VIS and NIR parts run at 25 fps.
@@ -468,12 +477,30 @@ def _locate_workbook(annotations, search: Iterable[Path], names: Sequence[str], 
     )
 
 
-def read_workbook(path, sheet: str, columns: dict[str, str], database: str) -> list[dict]:
+def _column_names(name) -> tuple[str, ...]:
+    """The accepted spellings of one column: a name, or a tuple of alternatives."""
+    return (name,) if isinstance(name, str) else tuple(name)
+
+
+def _shown_column(name) -> str:
+    return " or ".join(_column_names(name))
+
+
+def read_workbook(path, sheet: str | None, columns: dict, database: str, optional: dict | None = None) -> list[dict]:
     """Rows of an annotation workbook as dicts keyed by the keys of `columns`, plus `_row`.
 
-    The header is the first row (of the first 40) holding both Subject and Filename, so CASME II
-    (header on row 1) and SAMM (13 note rows, header on row 14) read the same way. Rows with
-    neither subject nor filename (trailing blanks) are skipped.
+    The header is the first row (of the first 40) holding both the `subject` and the `filename`
+    column, so CASME II (header on row 1) and SAMM (13 note rows, header on row 14) read the same
+    way. Rows with neither subject nor filename (trailing blanks) are skipped.
+
+    Args:
+        path: the .xlsx file.
+        sheet: the sheet to read; None reads the first one. A workbook with a single sheet of
+            another name is read with a warning.
+        columns: key -> header name, or a tuple of accepted names (the first one present is read;
+            names match ignoring case, spaces and underscores). Must have "subject" and "filename".
+        database: the key (or name) of the database, for messages.
+        optional: like `columns`, for columns read when present; absent ones give None.
 
     Raises:
         MieInputError: unreadable file, no such sheet, no header, or required columns missing
@@ -487,7 +514,9 @@ def read_workbook(path, sheet: str, columns: dict[str, str], database: str) -> l
     except Exception as exc:  # openpyxl raises many types for a file that is not a workbook
         raise MieInputError(f"Cannot read the {label} workbook {path} ({exc}); it must be an .xlsx file.") from exc
     try:
-        if sheet in book.sheetnames:
+        if sheet is None:
+            ws = book[book.sheetnames[0]]
+        elif sheet in book.sheetnames:
             ws = book[sheet]
         elif len(book.sheetnames) == 1:
             logger.warning("%s workbook %s has no sheet %r; reading its only sheet %r.", label, path, sheet, book.sheetnames[0])
@@ -500,35 +529,42 @@ def read_workbook(path, sheet: str, columns: dict[str, str], database: str) -> l
         rows = [tuple(r) for r in ws.iter_rows(values_only=True)]
     finally:
         book.close()
+    subject_names = {_norm_header(n) for n in _column_names(columns["subject"])}
+    filename_names = {_norm_header(n) for n in _column_names(columns["filename"])}
     header_at = None
     for i, row in enumerate(rows[:_HEADER_SEARCH_ROWS]):
         names = {_norm_header(c) for c in row}
-        if "subject" in names and "filename" in names:
+        if names & subject_names and names & filename_names:
             header_at = i
             break
-    expected = list(columns.values())
+    expected = [_shown_column(n) for n in columns.values()]
     if header_at is None:
         raise MieInputError(
-            f"The {label} workbook {path} (sheet {ws.title!r}) has no header row with Subject and Filename in its "
+            f"The {label} workbook {path} (sheet {ws.title!r}) has no header row with "
+            f"{_shown_column(columns['subject'])} and {_shown_column(columns['filename'])} in its "
             f"first {_HEADER_SEARCH_ROWS} rows; expected the columns {expected}."
         )
     header = [_norm_header(c) for c in rows[header_at]]
     index = {}
-    for key, name in columns.items():
-        if _norm_header(name) in header:
-            index[key] = header.index(_norm_header(name))
-    missing = [columns[k] for k in columns if k not in index]
+    for key, name in {**(optional or {}), **columns}.items():
+        for alternative in _column_names(name):
+            if _norm_header(alternative) in header:
+                index[key] = header.index(_norm_header(alternative))
+                break
+    missing = [_shown_column(columns[k]) for k in columns if k not in index]
     if missing:
         found = [c for c in rows[header_at] if c is not None]
         raise MieInputError(
             f"The {label} workbook {path} (sheet {ws.title!r}, header on row {header_at + 1}) lacks the columns "
             f"{missing}. Expected columns {expected}; found {found}. Is this the right workbook?"
         )
+    absent = {k: None for k in (optional or {}) if k not in index}
     out = []
     for i, row in enumerate(rows[header_at + 1 :], start=header_at + 2):
         cells = {k: (row[j] if j < len(row) else None) for k, j in index.items()}
         if cells["subject"] in (None, "") and cells["filename"] in (None, ""):
             continue
+        cells.update(absent)
         cells["_row"] = i
         out.append(cells)
     return out
@@ -849,8 +885,11 @@ def _generate_rows(rows):
     yield from rows
 
 
-def _to_dataset(rows: list[dict], fingerprint: str, cache_dir=None):
-    """A `datasets.Dataset` of `rows` cached under `fingerprint` (which must cover their source)."""
+def _to_dataset(rows: list[dict], fingerprint: str, cache_dir=None, features=None):
+    """A `datasets.Dataset` of `rows` cached under `fingerprint` (which must cover their source).
+
+    `features` defaults to `clip_features()`; the long-video loaders pass their own.
+    """
     from datasets import Dataset
 
     # The fingerprint replaces datasets' hash of the generator and its kwargs (which never sees
@@ -858,7 +897,7 @@ def _to_dataset(rows: list[dict], fingerprint: str, cache_dir=None):
     # rows travel as a tuple: a list in gen_kwargs would be split into shards.
     dataset = Dataset.from_generator(
         _generate_rows,
-        features=clip_features(),
+        features=clip_features() if features is None else features,
         gen_kwargs={"rows": tuple(rows)},
         fingerprint=fingerprint,
         cache_dir=None if cache_dir is None else str(cache_dir),

@@ -16,8 +16,21 @@ import torch
 
 from .configuration_mie import MieConfig
 from .errors import MieInputError
-from .metrics import ClipPrediction, confusion_matrix, format_scores_table, megc_scores, per_fold_accuracy, write_megc_log
-from .training import TRAINING_PRESETS, ClipTensors, TrainingSchedule, fold_seed, train_model
+from .metrics import (
+    ClipPrediction,
+    confusion_matrix,
+    format_scores_table,
+    megc_scores,
+    per_fold_accuracy,
+    write_megc_log,
+)
+from .training import (
+    TRAINING_PRESETS,
+    ClipTensors,
+    TrainingSchedule,
+    fold_seed,
+    train_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +199,10 @@ class FoldSpec:
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N" (resolved by the command; `modeling_mie.devices`)
     precision: str = "fp32"  # "fp32", "tf32" or "bf16"
     compile: str = "off"  # stage 1's steps: "off", "default" or "reduce-overhead" (`training.COMPILE_MODES`)
+    # keep the held-out clips' probabilities after every epoch, only to report leakage (`loso_report`)
+    report_epochs: bool = False
+    # "aouayeb" (the project's model) or a baseline of `modeling_mie.baselines.methods.METHODS`
+    method: str = "aouayeb"
 
 
 def fold_file(output_dir: Path, key: str) -> Path:
@@ -196,9 +213,15 @@ def run_fold(spec: FoldSpec) -> dict:
     """Train on every subject but `spec.key`, predict that subject's clips, write the fold file.
 
     The file is written atomically at the end: a fold killed midway leaves nothing, and a
-    finished fold is never redone by `--resume`.
+    finished fold is never redone by `--resume`. A baseline method's fold is run by
+    `modeling_mie.baselines.methods.run_baseline_fold` and written the same way.
     """
     from .devices import describe_device, resolve_device
+
+    if spec.method != "aouayeb":
+        from .baselines.methods import run_baseline_fold
+
+        return _write_fold(spec, run_baseline_fold(spec))
 
     torch.set_num_threads(max(1, spec.threads))
     device = resolve_device(spec.device)
@@ -214,7 +237,7 @@ def run_fold(spec: FoldSpec) -> dict:
     try:
         outcome = train_model(
             config, train, schedule, fold_seed(spec.seed, spec.key), progress, test_clips=test,
-            device=device, precision=spec.precision, compile=spec.compile,
+            device=device, precision=spec.precision, report_epochs=spec.report_epochs, compile=spec.compile,
         )
     finally:
         if progress is not None:
@@ -222,6 +245,7 @@ def run_fold(spec: FoldSpec) -> dict:
     predictions = outcome.probabilities.argmax(1).tolist()
     result = {
         "fold": spec.key,
+        "method": "aouayeb",
         "database": test[0].database,
         "list_subject": test[0].list_subject,
         "seed": fold_seed(spec.seed, spec.key),
@@ -256,10 +280,22 @@ def run_fold(spec: FoldSpec) -> dict:
             for c, p, probs in zip(test, predictions, outcome.probabilities)
         ],
     }
+    if outcome.epoch_probabilities is not None:
+        result["epoch_probabilities"] = rounded_epochs(outcome.epoch_probabilities)
+    return _write_fold(spec, result)
+
+
+def _write_fold(spec: FoldSpec, result: dict) -> dict:
+    """Write a fold's record and its MEGC log (atomically) where `--resume` looks for them."""
     path = fold_file(Path(spec.output_dir), spec.key)
     _atomic_write_json(path, result)
     write_megc_log(path.with_suffix(".log"), _fold_predictions(result))
     return result
+
+
+def rounded_epochs(probabilities) -> list:
+    """(epochs, clips, classes) probabilities as nested lists rounded to 5 decimals (fold files)."""
+    return np.round(np.asarray(probabilities, np.float64), 5).tolist()
 
 
 class _stage_bars:
@@ -366,7 +402,7 @@ def _run_with_ray(specs: Sequence[FoldSpec], address: str, done: Callable[[dict]
         remote = ray.remote(run_fold)
         # a CUDA fold asks Ray for a whole GPU; Ray then sets CUDA_VISIBLE_DEVICES, so the fold
         # uses "cuda" (its one visible GPU), never an index chosen here
-        gpus = lambda s: 1 if s.device.startswith("cuda") else 0  # noqa: E731
+        gpus = lambda s: 1 if s.device.startswith("cuda") else 0
         refs = {
             remote.options(num_cpus=max(1, s.threads), num_gpus=gpus(s)).remote(
                 replace(s, device="cuda") if gpus(s) else s
@@ -397,6 +433,7 @@ def summarise_run(output_dir: Path, folds: Sequence[dict], label_names: Sequence
     """Write results.json, results.md, predictions.log (MEGC format), confusion_matrix.png and
     reliability.png (calibration of the out-of-fold probabilities, `modeling_mie.calibration`)."""
     from .calibration import loso_calibration, plot_reliability, summary_for_json
+    from .loso_report import bootstrap_intervals, leakage_summary
 
     output_dir = Path(output_dir)
     predictions = [p for f in folds for p in _fold_predictions(f)]
@@ -415,13 +452,24 @@ def summarise_run(output_dir: Path, folds: Sequence[dict], label_names: Sequence
         "seconds": seconds,
         **extra,
     }
-    calibration = loso_calibration(folds)
-    results["calibration"] = summary_for_json(calibration)
+    results["bootstrap"] = bootstrap_intervals([folds], num_classes)
+    leakage = leakage_summary(folds, num_classes)
+    if leakage is not None:
+        results["leakage"] = leakage
+    # an SVM gives votes, not probabilities: nothing to calibrate
+    calibration = None
+    if all(p.get("probabilities") is not None for f in folds for p in f["predictions"]):
+        calibration = loso_calibration(folds)
+        results["calibration"] = summary_for_json(calibration)
     _atomic_write_json(output_dir / "results.json", results)
     write_megc_log(output_dir / "predictions.log", predictions)
     _atomic_write_text(output_dir / "results.md", results_markdown(results))
-    plot_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png", title=extra.get("data", ""))
-    plot_reliability(calibration, output_dir / "reliability.png", title="Out-of-fold probabilities of the LOSO run")
+    title = extra.get("data", "")
+    if extra.get("method", "aouayeb") != "aouayeb":
+        title = f"{extra['method']}: {title}"
+    plot_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png", title=title)
+    if calibration is not None:
+        plot_reliability(calibration, output_dir / "reliability.png", title="Out-of-fold probabilities of the LOSO run")
     return results
 
 
@@ -435,9 +483,40 @@ def results_markdown(results: dict) -> str:
     ]
     if results.get("data"):
         lines += [f"Data: {results['data']}", ""]
-    if results.get("preset"):
+    if results.get("method", "aouayeb") != "aouayeb":
+        lines += [f"Method: `{results['method']}` ({results.get('method_description', '')})", ""]
+    elif results.get("preset"):
         lines += [f"Preset: `{results['preset']}`", ""]
     lines.append(format_scores_table(results["scores"]))
+    boot = results.get("bootstrap")
+    if boot:
+        lines += [
+            "",
+            f"95 % intervals, bootstrap over subjects ({boot['draws']} draws; `modeling_mie.loso_report`):",
+            "",
+            "| data | UF1 95 % | UAR 95 % |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {ci['uf1'][0]:.3f}-{ci['uf1'][1]:.3f} | {ci['uar'][0]:.3f}-{ci['uar'][1]:.3f} |"
+            for name, ci in boot["scopes"].items()
+        ]
+    leak = results.get("leakage")
+    if leak:
+        lines += [
+            "",
+            f"Leakage report (`--report-leakage`): keeping the {leak['protocol']} among the {leak['epochs']} "
+            "epochs, the run would have claimed (reported only; the scores above use the last epoch):",
+            "",
+            "| data | UF1 claimed | gap | UAR claimed | gap |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {s['uf1']:.4f} | {leak['gap'][name]['uf1']:+.4f} | {s['uar']:.4f} | "
+            f"{leak['gap'][name]['uar']:+.4f} |"
+            for name, s in leak["scores"].items()
+        ]
+        lines.append(f"\nMedian best epoch: {leak['best_epoch_median']:g} of {leak['epochs']}.")
     labels = results["labels"]
     lines += ["", "Confusion matrix (rows: ground truth, columns: prediction)", ""]
     lines.append("| | " + " | ".join(labels) + " |")
@@ -497,6 +576,9 @@ def run_identity(
     seed: int,
     use_action_units: bool,
     precision: str = "fp32",
+    method: str = "aouayeb",
+    report_epochs: bool = False,
+    preset: str = "fast",
 ) -> dict:
     """What makes two runs the same: resuming is refused when any of it changed.
 
@@ -515,6 +597,14 @@ def run_identity(
     }
     if precision != "fp32":
         identity["precision"] = precision
+    # added only when used, so runs made before them still resume
+    if method != "aouayeb":
+        from .baselines.methods import method_identity
+
+        identity["method"] = method_identity(method, preset)
+        del identity["config"], identity["schedule"], identity["use_action_units"]
+    if report_epochs:
+        identity["report_epochs"] = True
     return identity
 
 
@@ -522,6 +612,7 @@ def check_or_write_run(output_dir: Path, identity: dict, resume: bool) -> int:
     """Create the run file, or check it matches when resuming. Returns the finished folds."""
     output_dir = Path(output_dir)
     path = output_dir / RUN_FILE
+    identity = json.loads(json.dumps(identity, default=str))  # as the file stores it (tuples become lists)
     finished = sorted((output_dir / FOLDS_DIR).glob("*.json")) if (output_dir / FOLDS_DIR).is_dir() else []
     if path.is_file():
         saved = json.loads(path.read_text())
@@ -562,9 +653,9 @@ def _atomic_write_json(path: Path, obj) -> None:
 
 
 __all__ = [
+    "TRAINING_PRESETS",
     "FoldSpec",
     "LosoData",
-    "TRAINING_PRESETS",
     "check_or_write_run",
     "collect_results",
     "fold_file",

@@ -50,10 +50,11 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: 
 def _per_class(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """F1 and recall per class from pooled counts; 0 where a class has no samples and no
     predictions (the full label set is always scored, so a missing class costs, as in
-    scikit-learn's `zero_division=0`)."""
-    tp = np.diag(matrix).astype(float)
-    fp = matrix.sum(axis=0) - tp
-    fn = matrix.sum(axis=1) - tp
+    scikit-learn's `zero_division=0`). `matrix` is (classes, classes) or a stack of them
+    (..., classes, classes), as the bootstrap of `loso_report` scores many draws at once."""
+    tp = np.diagonal(matrix, axis1=-2, axis2=-1).astype(float)
+    fp = matrix.sum(axis=-2) - tp
+    fn = matrix.sum(axis=-1) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
         recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)

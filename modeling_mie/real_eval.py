@@ -151,7 +151,7 @@ def card_text(result: dict) -> str:
     large = sum(r["verdict"] == "large movement" for r in result["segments"])
     reach = (
         f" The app calls {large} of them a large movement (over 3x the {result['trained_motion_peak']:g} px the training "
-        "clips reached), as it should for macro-expressions."
+        "clips reached); the rest moved less than that."
         if result.get("trained_motion_peak") else ""
     )
     return (

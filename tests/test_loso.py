@@ -225,3 +225,39 @@ def test_evaluate_scores_a_trained_model_on_a_dataset(full_run, synthetic_tiny, 
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert bad.returncode == 2 and "error: Could not load a mie model" in bad.stderr
+
+
+def test_report_leakage_keeps_per_epoch_predictions_and_changes_no_prediction(full_run, synthetic_tiny, tmp_path):
+    """--report-leakage only watches: the folds' predictions are those of the run without it, the
+    last epoch's probabilities are the honest ones, and the claimed best-epoch score is reported."""
+    import numpy as np
+
+    out, cache, _ = full_run
+    folds = ["casme2/sub01", "samm/006", "smic/s2"]
+    leak = tmp_path / "leak"
+    proc = loso("--dataset", f"synthetic={synthetic_tiny.root}", "--cache-dir", cache, "--folds", *folds, "--no-final",
+                *QUICK, "--report-leakage", "--output-dir", leak)
+    honest_hits = leaky_hits = 0
+    for key in folds:
+        name = key.replace("/", "__") + ".json"
+        record = json.loads((leak / "folds" / name).read_text())
+        assert record["predictions"] == json.loads((out / "folds" / name).read_text())["predictions"]
+        epochs = np.array(record["epoch_probabilities"])
+        assert epochs.shape == (8, record["test_clips"], 3)  # --stage2-epochs 8
+        np.testing.assert_allclose(epochs[-1], [p["probabilities"] for p in record["predictions"]], atol=1e-4)
+        labels = np.array([p["label"] for p in record["predictions"]])
+        honest_hits += int((epochs[-1].argmax(1) == labels).sum())
+        leaky_hits += int((epochs.argmax(2) == labels).sum(1).max())
+    results = json.loads((leak / "results.json").read_text())
+    claimed = results["leakage"]["scores"]["full"]
+    assert results["leakage"]["epochs"] == 8 and set(results["leakage"]["best_epoch_per_fold"]) == set(folds)
+    assert results["leakage"]["gap"]["full"]["uf1"] == claimed["uf1"] - results["scores"]["full"]["uf1"]
+    assert leaky_hits >= honest_hits
+    assert "Leakage report" in (leak / "results.md").read_text() and "leakage: best epoch per subject" in proc.stdout
+    assert "95 % intervals" in (leak / "results.md").read_text()
+    lo, hi = results["bootstrap"]["scopes"]["full"]["uf1"]
+    assert lo <= results["scores"]["full"]["uf1"] <= hi
+    # a run made without the report is not resumed with it (its folds have no epochs to report)
+    again = loso("--dataset", f"synthetic={synthetic_tiny.root}", "--cache-dir", cache, "--folds", *folds, "--no-final",
+                 *QUICK, "--report-leakage", "--resume", "--output-dir", out, check=False)
+    assert again.returncode == 2 and "report_epochs" in again.stderr

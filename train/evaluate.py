@@ -114,7 +114,7 @@ def _run(args) -> int:
             f"On data kept apart from training, {data.description}: UF1 {scores['full']['uf1']:.4f} / UAR "
             f"{scores['full']['uar']:.4f} over {len(clips)} clips (per database, UF1 / UAR: {parts}). Command: `{command}`."
         )
-        print(f"recorded in {record_card_evaluation(args.model, 'dataset:' + data.description[-60:], text)}")
+        print(f"recorded in {record_card_evaluation(args.model, 'dataset:' + '+'.join(sorted(p.name for p in datasets.values())), text)}")
     print(f"done in {time.time() - start:.0f} s")
     return 0
 

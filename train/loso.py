@@ -8,6 +8,15 @@
 
     python train/loso.py --dataset synthetic=data/synthetic --output-dir runs/synthetic
 
+    python train/loso.py --method lbptop|biwoof|offapexnet|ststnet|dual_inception ... [--report-leakage]
+        [--seeds 0 1 2]
+
+`--method` runs one of the seed paper's compared methods (`modeling_mie.baselines`) instead of the
+project's model (aouayeb), over the same loaders, cache and folds. `--report-leakage` keeps each
+fold's per-epoch predictions of its held-out clips, only to report what a best-epoch-per-subject
+protocol would have claimed. `--seeds 0 1 2` runs one LOSO per seed (in OUTPUT/seed-N) and writes
+mean +- std over seeds and 95 % bootstrap intervals over subjects in OUTPUT/results.md|json.
+
 One fold per subject: both stages (region CNNs on single frames with region labels, then the
 region LSTMs and the fusion on the frozen CNN features) are fit on the other subjects only, and
 the held-out subject's clips are predicted once at the end. UF1 and UAR are computed on the
@@ -31,7 +40,10 @@ from pathlib import Path
 # The command runs from a checkout without installation too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_mie.errors import MieInputError  # noqa: E402
+from modeling_mie.baselines.methods import METHODS
+from modeling_mie.errors import MieInputError
+
+METHOD_NAMES = ("aouayeb", *METHODS)  # the project's model, then the compared methods
 
 SCHEDULE_HELP = {
     "stage1_epochs": "epochs of stage 1 (region CNNs)",
@@ -84,7 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     run = parser.add_argument_group("run")
     run.add_argument("--output-dir", type=Path, required=True, help="where folds, results and the model go")
     run.add_argument("--preset", choices=sorted(PRESETS), default="fast",
-                     help="model sizes and training schedule: fast (CPU) or paper (the paper's)")
+                     help="model sizes and training schedule: fast (CPU) or paper (the paper's); for the CNN "
+                     "baselines, paper runs their papers' schedules and any other value the CPU ones")
     run.add_argument("--folds", nargs="+", default=None, metavar="SUBJECT",
                      help="run only these folds (subject keys such as casme2/sub01 or samm/006)")
     run.add_argument("--workers", type=int, default=1, help="folds run in parallel in local processes")
@@ -104,6 +117,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                      "and a file system shared by all nodes for --output-dir and --cache-dir")
     run.add_argument("--resume", action="store_true", help="continue a run in --output-dir, skipping finished folds")
     run.add_argument("--seed", type=int, default=0, help="seed of every random choice (results are repeatable on CPU)")
+    run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="N",
+                     help="one LOSO run per seed in OUTPUT/seed-N, then mean +- std and bootstrap intervals over "
+                     "them in OUTPUT/results.md (the final model, if any, is trained with the first seed)")
+    run.add_argument("--method", default="aouayeb", choices=METHOD_NAMES,
+                     help="aouayeb (default): the project's region CNN + LSTM; or a compared method of the seed "
+                     "paper's Table 2, see docs/baselines.md (--preset paper gives the CNNs their papers' schedules; the "
+                     "schedule and model flags apply to aouayeb only)")
+    run.add_argument("--report-leakage", action="store_true",
+                     help="keep every fold's per-epoch predictions of its held-out clips and report the score a "
+                     "best-epoch-per-subject protocol would have claimed beside the honest one (never used to choose)")
     run.add_argument("--final", dest="final", action="store_true", default=True,
                      help="after the folds, train one model on every subject and write a Hub-ready folder (default)")
     run.add_argument("--no-final", dest="final", action="store_false", help="skip the final model")
@@ -121,6 +144,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="override any MieConfig field, VALUE as JSON (e.g. --set crop_scale=0.75 "
                        "--set num_channels=3 --set focal_gamma=1)")
     args = parser.parse_args(argv)
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        parser.error("--seeds: give each seed once")
     if args.workers < 1:
         parser.error("--workers must be >= 1")
     if args.ray and args.workers > 1:
@@ -154,23 +179,9 @@ def build_schedule(args):
 
 
 def main(args) -> int:
-    from tqdm.auto import tqdm
-
-    from modeling_mie.landmarks import user_cache_dir
-    from modeling_mie.loso import (
-        FoldSpec,
-        check_or_write_run,
-        collect_results,
-        fold_file,
-        parse_dataset_specs,
-        prepare_data,
-        run_folds,
-        run_identity,
-        summarise_run,
-    )
-    from modeling_mie.metrics import format_scores_table
-
     from modeling_mie.devices import describe_device, resolve_device, resolve_precision
+    from modeling_mie.landmarks import user_cache_dir
+    from modeling_mie.loso import parse_dataset_specs, prepare_data
 
     start = time.time()
     output_dir = args.output_dir.expanduser().resolve()
@@ -184,7 +195,9 @@ def main(args) -> int:
     threads = args.threads or max(1, cores // args.workers)
     cache_dir = (args.cache_dir or user_cache_dir() / "regions").expanduser()
 
-    print(f"mie LOSO | preset {args.preset} | seed {args.seed} | output {output_dir}")
+    seeds_text = f"seeds {' '.join(map(str, args.seeds))}" if args.seeds else f"seed {args.seed}"
+    what = f"preset {args.preset}" if args.method == "aouayeb" else f"method {args.method}"
+    print(f"mie LOSO | {what} | {seeds_text} | output {output_dir}")
     print(f"  data: {', '.join(f'{k}={v}' for k, v in datasets.items())}{' (MEGC 2019 list)' if args.megc2019 else ''}")
     print(f"  cropping regions into the cache {cache_dir} (done once per geometry) ...")
     data = prepare_data(datasets, args.megc2019, config, cache_dir, num_proc=max(args.workers, 1), max_frames=args.max_frames)
@@ -212,31 +225,108 @@ def main(args) -> int:
         print(f"  WARNING: {len(data.missing)} listed clips are not on disk (see results.json: missing_clips)")
     if data.failed:
         print(f"  WARNING: {len(data.failed)} clips could not be cropped and are left out (results.json: failed_clips)")
-    print(f"  schedule: {json.dumps(asdict(schedule))}")
+    if args.method == "aouayeb":
+        print(f"  schedule: {json.dumps(asdict(schedule))}")
 
-    identity = run_identity(config, schedule, data.rows, args.seed, not args.no_action_units, precision)
+    inputs = None
+    if args.method != "aouayeb":
+        from modeling_mie.baselines.methods import DESCRIPTIONS, prepare_inputs
+
+        inputs_dir = cache_dir / "baselines"
+        print(f"  method {args.method}: {DESCRIPTIONS[args.method]}")
+        inputs = prepare_inputs(data.rows, args.method, inputs_dir, workers=args.workers)
+        inputs["folder"] = str(inputs_dir)
+        print(
+            f"  inputs in {inputs_dir} ({inputs['computed']} computed now); apex estimated for "
+            f"{inputs['apex_estimated']} clips, moved off the onset for {inputs['apex_moved']}"
+        )
+    seeds = args.seeds or [args.seed]
+    runs = {}
+    for i, seed in enumerate(seeds):
+        seed_dir = output_dir / f"seed-{seed}" if args.seeds else output_dir
+        if args.seeds:
+            print(f"\n== seed {seed} ({i + 1} of {len(seeds)}): {seed_dir}")
+        runs[seed] = run_seed(
+            args, seed, seed_dir, data, config, schedule, folds, threads, device, precision, inputs,
+            final=args.final and i == 0 and args.method == "aouayeb",
+        )
+    if args.seeds:
+        from modeling_mie.loso_report import seeds_markdown, seeds_summary
+
+        label_names = [config.id2label[i] for i in range(config.num_labels)]
+        summary = seeds_summary(runs, len(label_names))
+        summary.update({"method": args.method, "data": data.description, "fold_keys": folds,
+                        "runs": {str(s): str(output_dir / f"seed-{s}") for s in seeds}})
+        if args.method == "aouayeb":
+            summary["preset"] = args.preset
+        _write_json(output_dir / "results.json", summary)
+        text = seeds_markdown(summary, title=f"LOSO of {args.method} over seeds {', '.join(map(str, seeds))}")
+        (output_dir / "results.md").write_text(f"{text}\nData: {data.description}\n", encoding="utf-8")
+        print()
+        print(text)
+        print(f"results over seeds: {output_dir / 'results.md'}, {output_dir / 'results.json'}")
+    print(f"done in {time.time() - start:.0f} s")
+    return 0
+
+
+def run_seed(args, seed, output_dir, data, config, schedule, folds, threads, device, precision, inputs, final) -> list:
+    """One LOSO run with one seed in `output_dir` (resumable); returns its fold records."""
+    from tqdm.auto import tqdm
+
+    from modeling_mie.devices import describe_device
+    from modeling_mie.loso import (
+        FoldSpec,
+        check_or_write_run,
+        collect_results,
+        fold_file,
+        run_folds,
+        run_identity,
+        summarise_run,
+    )
+    from modeling_mie.metrics import format_scores_table
+
+    baseline = args.method != "aouayeb"
+    identity = run_identity(
+        config, schedule, data.rows, seed, not args.no_action_units, precision, method=args.method,
+        report_epochs=args.report_leakage, preset=args.preset,
+    )
     check_or_write_run(output_dir, identity, args.resume)
-    _write_json(output_dir / "config_used.json", {
-        "model_config": config.to_dict(),
-        "schedule": asdict(schedule),
-        "preset": args.preset,
-        "seed": args.seed,
-        "device": describe_device(device, precision),
-        "precision": precision,
-        "compile": args.compile,
+    used = {
+        "method": args.method,
+        "seed": seed,
+        "report_leakage": args.report_leakage,
         "command": [sys.executable, *sys.argv],
         "data": data.description,
-    })
+    }
+    if baseline:
+        from modeling_mie.baselines.methods import method_identity
+
+        used["method_settings"] = method_identity(args.method, args.preset)
+        used["inputs"] = inputs
+    else:
+        used.update({
+            "model_config": config.to_dict(),
+            "schedule": asdict(schedule),
+            "preset": args.preset,
+            "device": describe_device(device, precision),
+            "precision": precision,
+            "compile": args.compile,
+        })
+    _write_json(output_dir / "config_used.json", used)
 
     todo = [k for k in folds if not fold_file(output_dir, k).is_file()]
     if len(todo) < len(folds):
         print(f"  resuming: {len(folds) - len(todo)} folds already finished")
+    fold_schedule = asdict(schedule)
+    if baseline:  # a CNN's own schedule; the SVMs have none
+        fold_schedule = used["method_settings"].get("schedule", {})
     specs = [
         FoldSpec(
-            key=k, output_dir=str(output_dir), cache_path=data.cache_path, rows=data.rows,
-            config=config.to_dict(), schedule=asdict(schedule), seed=args.seed, threads=threads,
-            use_action_units=not args.no_action_units, show_progress=args.workers == 1 and not args.ray,
-            device=str(device), precision=precision, compile=args.compile,
+            key=k, output_dir=str(output_dir), cache_path=inputs["folder"] if baseline else data.cache_path,
+            rows=data.rows, config=config.to_dict(), schedule=fold_schedule, seed=seed, threads=threads,
+            use_action_units=not args.no_action_units, show_progress=args.workers == 1 and not args.ray and not baseline,
+            device="cpu" if baseline else str(device), precision=precision, report_epochs=args.report_leakage,
+            method=args.method, compile="off" if baseline else args.compile,
         )
         for k in todo
     ]
@@ -254,26 +344,39 @@ def main(args) -> int:
 
     results = collect_results(output_dir, folds)
     extra = {
+        "method": args.method,
         "data": data.description,
-        "preset": args.preset,
-        "seed": args.seed,
-        "device": describe_device(device, precision),
-        "precision": precision,
-        "schedule": asdict(schedule),
+        "seed": seed,
         "summary": data.summary,
         "missing_clips": data.missing,
         "failed_clips": data.failed,
         "fold_keys": folds,
     }
+    if baseline:
+        from modeling_mie.baselines.methods import DESCRIPTIONS
+
+        extra.update({"method_description": DESCRIPTIONS[args.method], "inputs": inputs,
+                      "method_settings": used["method_settings"]})
+    else:
+        extra.update({"preset": args.preset, "device": describe_device(device, precision), "precision": precision,
+                      "schedule": asdict(schedule)})
     label_names = [config.id2label[i] for i in range(config.num_labels)]
     summary = summarise_run(output_dir, results, label_names, extra)
     print()
-    print(format_scores_table(summary["scores"], title=f"LOSO, {len(results)} folds, {summary['clips']} clips"))
-    cal = summary["calibration"]
-    print(f"calibration: ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f} with temperature scaling (T {cal['temperature']:.3f})")
+    print(format_scores_table(summary["scores"], title=f"LOSO of {args.method}, {len(results)} folds, {summary['clips']} clips"))
+    cal = summary.get("calibration")
+    if cal:
+        print(f"calibration: ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f} with temperature scaling (T {cal['temperature']:.3f})")
+    leak = summary.get("leakage")
+    if leak:
+        gap = leak["gap"]["full"]
+        print(
+            f"leakage: best epoch per subject would claim UF1 {leak['scores']['full']['uf1']:.4f} "
+            f"({gap['uf1']:+.4f}), UAR {leak['scores']['full']['uar']:.4f} ({gap['uar']:+.4f})"
+        )
     print(f"results: {output_dir / 'results.md'}, {output_dir / 'results.json'}, {output_dir / 'predictions.log'}")
 
-    if args.final:
+    if final:
         model_dir = train_final_model(args, config, schedule, data, summary, output_dir, threads, device, precision)
         print(f"final model: {model_dir}")
         if args.push_to_hub:
@@ -281,8 +384,7 @@ def main(args) -> int:
 
             url = push_folder_to_hub(model_dir, args.push_to_hub, token=args.hub_token, private=args.private)
             print(f"pushed to the Hub: {url}")
-    print(f"done in {time.time() - start:.0f} s")
-    return 0
+    return results
 
 
 def train_final_model(args, config, schedule, data, summary, output_dir: Path, threads: int, device, precision) -> Path:

@@ -197,6 +197,11 @@ class MieConfig(PretrainedConfig):
             The logits are divided by it (temperature scaling). 1 while training; `train/loso.py`
             sets the final model's from the run's out-of-fold predictions
             (`modeling_mie.calibration`), so its probabilities say how often it is right.
+        trained_motion_peak (`float`, *optional*):
+            With `input_mode="flow"`: the 99th percentile of the training clips' motion peaks
+            (canvas px, the processor's `motion_peak`), set by `train/loso.py` for the final
+            model. A clip that moves far more than this (the app: 3x) is outside what the model
+            learned, e.g. a macro-expression. `None`: unknown.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Not used by the default initialisation (PyTorch's own, as Keras' Glorot is close);
             kept for the transformers API.
@@ -239,6 +244,7 @@ class MieConfig(PretrainedConfig):
     region_focal_alpha: list | None = None
     initializer_range: float | int = 0.02
     temperature: float | int = 1.0
+    trained_motion_peak: float | int | None = None
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and kwargs.get("num_labels") is None:
@@ -316,6 +322,8 @@ class MieConfig(PretrainedConfig):
             raise ValueError(f"max_head_turn must be in (0, 90] degrees, got {self.max_head_turn}.")
         if not 0 < self.temperature <= 100:
             raise ValueError(f"temperature must be in (0, 100], got {self.temperature}.")
+        if self.trained_motion_peak is not None and not self.trained_motion_peak > 0:
+            raise ValueError(f"trained_motion_peak must be None or a positive number of px, got {self.trained_motion_peak}.")
         if not 0 < self.crop_scale <= 4:
             raise ValueError(f"crop_scale must be in (0, 4], got {self.crop_scale}.")
         for k in self.inception_kernel_sizes:

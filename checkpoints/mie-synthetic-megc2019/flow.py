@@ -145,7 +145,12 @@ class FaceFlow:
         if self._reference is None:
             self._reference = canvas
             return np.zeros((self.height, self.width, 2), np.float32)
-        flow = self._dis.calc(self._reference, canvas, None)
+        return self.between(self._reference, canvas)
+
+    def between(self, reference: np.ndarray, canvas: np.ndarray) -> np.ndarray:
+        """(height, width, 2) float32 flow from one canvas to another (both from `canvas`),
+        canvas px, the rigid patch's median removed."""
+        flow = self._dis.calc(reference, canvas, None)
         if self.patch is not None:
             flow -= np.median(flow[self.patch].reshape(-1, 2), axis=0)
         return flow

@@ -381,7 +381,14 @@ class MieTemporalFusion(nn.Module):
     def forward(self, region_features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """region_features: (B, T, R, F), each clip's `lengths[b]` real frames first; lengths: (B,)
         -> logits (B, L), states (B, R, H). The logits are divided by the config's `temperature`
-        (1 while training; set from the LOSO run's out-of-fold predictions, `modeling_mie.calibration`)."""
+        (1 while training; set from the LOSO run's out-of-fold predictions, `modeling_mie.calibration`).
+
+        Under autocast (bf16 training on a GPU) this stage still runs in float32: the LSTM state
+        carries rounding over up to a few hundred frames, and the stage is a small share of the
+        work (the region CNNs are most of it)."""
+        if torch.is_autocast_enabled(region_features.device.type):
+            with torch.autocast(region_features.device.type, enabled=False):
+                return self.forward(region_features.float(), lengths)
         if self.standardize:
             region_features = (region_features - self.feature_mean) / self.feature_std
         # The LSTM is causal and padding comes after the real frames, so the output at each
