@@ -603,22 +603,50 @@ def train_model(
     at random, so the weights, the batch order and the final probabilities are the same as
     without it; nothing is ever chosen from these predictions.
     """
-    import time
-
     compile = check_compile_mode(compile)
-    if not train_clips:
-        raise ValueError("train_model needs at least one training clip.")
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
+    model, generator = start_fold(config, train_clips, seed, device)
+    with float32_mode(device, precision):
+        stage1 = train_stage1_cnn(model, train_clips, schedule, generator, progress, precision=precision, compile=compile)
+    return finish_fold(model, stage1, train_clips, test_clips, schedule, generator, progress, precision, report_epochs)
+
+
+def start_fold(
+    config: MieConfig, train_clips: Sequence[ClipTensors], seed: int, device: torch.device
+) -> tuple[MieForVideoClassification, torch.Generator]:
+    """A fold's fresh model on `device` and its batch-order generator, both from `seed`.
+
+    Seeds torch's global generators too (dropout draws from them). The model gets its own copy of
+    `config`, with the focal-loss alpha of the training clips' classes.
+    """
+    if not train_clips:
+        raise ValueError("train_model needs at least one training clip.")
     torch.manual_seed(seed)  # also seeds every CUDA device (dropout there)
     generator = torch.Generator().manual_seed(seed)
     config = MieConfig.from_dict(config.to_dict())  # never share a config between folds
-    alpha = inverse_frequency_alpha([c.label for c in train_clips], config.num_labels)
-    config.focal_alpha = alpha
-    model = prepare_model(MieForVideoClassification(config), device)
+    config.focal_alpha = inverse_frequency_alpha([c.label for c in train_clips], config.num_labels)
+    return prepare_model(MieForVideoClassification(config), device), generator
 
+
+def finish_fold(
+    model: MieForVideoClassification,
+    stage1: StageReport,
+    train_clips: Sequence[ClipTensors],
+    test_clips: Sequence[ClipTensors],
+    schedule: TrainingSchedule,
+    generator: torch.Generator,
+    progress: Progress | None,
+    precision: str,
+    report_epochs: bool,
+) -> FoldOutcome:
+    """Everything of `train_model` after stage 1: features, stage 2, the optional fine-tune and
+    the test clips' probabilities; the model goes back to the CPU."""
+    import time
+
+    device = _model_device(model)
+    config = model.config
     with float32_mode(device, precision):
-        stage1 = train_stage1_cnn(model, train_clips, schedule, generator, progress, precision=precision, compile=compile)
         start = time.perf_counter()
         train_features = extract_features(model, train_clips, schedule.num_frames, precision=precision)
         features_seconds = time.perf_counter() - start
@@ -643,7 +671,9 @@ def train_model(
     model.eval()
     prepare_model(model, torch.device("cpu"))
     epochs = torch.stack(epoch_probabilities) if epoch_probabilities else None
-    return FoldOutcome(model, probabilities, stage1, stage2, finetune, features_seconds, alpha, epochs)
+    return FoldOutcome(
+        model, probabilities, stage1, stage2, finetune, features_seconds, list(config.focal_alpha), epochs
+    )
 
 
 def fold_seed(seed: int, fold_key: str) -> int:
@@ -662,11 +692,13 @@ __all__ = [
     "TrainingSchedule",
     "extract_features",
     "finetune_end_to_end",
+    "finish_fold",
     "fold_seed",
     "frame_indices",
     "padded_batches",
     "predict_clips",
     "stage1_batch_loss",
+    "start_fold",
     "train_model",
     "train_stage1_cnn",
     "train_stage2_temporal",

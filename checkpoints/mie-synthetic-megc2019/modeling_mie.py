@@ -268,9 +268,11 @@ class MieRegionCNN(nn.Module):
     def frames_per_chunk(self, height: int, width: int) -> int:
         return self.chunk_frames or (16 if height * width <= 40 * 80 else 8)
 
-    def __init__(self, config: MieConfig):
+    def __init__(self, config: MieConfig, num_regions: int | None = None):
+        # `num_regions`: the config's regions unless given; several folds' CNNs train as one with
+        # their regions side by side (`modeling_mie.stacked`)
         super().__init__()
-        regions, channels = config.num_regions, config.num_channels
+        regions, channels = num_regions or config.num_regions, config.num_channels
         self.num_regions = regions
         self.conv1 = MieRegionConv2d(regions, channels, config.conv1_filters, config.conv1_kernel_size)
         self.conv2 = MieRegionConv2d(regions, config.conv1_filters, config.conv2_filters, config.conv2_kernel_size)

@@ -1,0 +1,408 @@
+"""Several LOSO folds' stage 1 trained as one batched model: the same training, fewer, larger steps.
+
+On a GPU, stage 1 of one fold is thousands of steps whose convolutions have 1-16 channels per
+region: each step is too small to keep the device busy, and running folds in several processes
+side by side gained only 1.4x on an H100 (docs/training.md). Here K folds' region CNNs become one
+`MieRegionCNN` with K x 6 regions (each fold's six regions side by side in every grouped
+convolution and batched dense layer), so one step trains K folds on K batches.
+
+Each fold still trains exactly as `training.train_stage1_cnn` trains it alone:
+- its own weights (initialised from its own seed), its own frames, batch order (its own
+  generator), focal-loss alpha and number of steps per epoch;
+- its own dropout masks, drawn from a copy of the global generator it would have used alone;
+- its own Adam state and step count (`StackedAdam`): folds whose epoch has fewer batches than the
+  longest fold's sit out the remaining steps, with no update; the epoch's last, partial batch is
+  padded and the padding weighted 0 in the loss.
+Only the rounding differs (sums over a wider batch, Adam's scalars as tensors): on the CPU the
+stacked and one-by-one runs agree to about 1e-6 in the weights after an epoch (tests). The regions
+of different folds never meet: the convolutions are grouped by region and the dense layers
+batched by region, so no fold's gradient reads another fold's values.
+
+On the CPU, where the arithmetic is the limit, a stacked step costs K single steps (measured,
+`bench/train.py --stack-folds`); the point is the GPU.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .configuration_mie import MieConfig
+from .devices import (
+    autocast,
+    float32_mode,
+    resolve_device,
+    resolve_precision,
+    stage_tensor,
+)
+from .modeling_mie import (
+    MieForVideoClassification,
+    MieRegionCNN,
+    focal_loss,
+    inverse_frequency_alpha,
+    region_cnn_input,
+)
+from .training import (
+    ClipTensors,
+    FoldOutcome,
+    Progress,
+    StageReport,
+    TrainingSchedule,
+    _epochs,
+    _model_device,
+    _synchronize,
+    _to_float,
+    check_compile_mode,
+    finish_fold,
+    stage1_frame_indices,
+    start_fold,
+)
+
+_COMPILED: dict[str, object] = {}  # one compiled stacked step per mode and process
+
+
+# ---------------------------------------------------------------------------- weights
+def stack_region_cnns(cnns: Sequence[MieRegionCNN], config: MieConfig) -> MieRegionCNN:
+    """One `MieRegionCNN` whose regions are the `cnns`' regions side by side (fold k: regions
+    k*R .. k*R + R - 1), with copies of their weights, on their device."""
+    regions = config.num_regions
+    stacked = MieRegionCNN(config, num_regions=regions * len(cnns))
+    sources = [dict(cnn.named_parameters()) for cnn in cnns]
+    with torch.no_grad():
+        for name, param in stacked.named_parameters():
+            parts = [source[name] for source in sources]
+            if any(p.shape[0] != regions for p in parts):  # every region parameter leads with its region
+                raise ValueError(f"{name}: expected {regions} regions first, got {[tuple(p.shape) for p in parts]}.")
+            param.data = torch.cat([p.detach() for p in parts]).clone()
+    return stacked.to(_model_device(cnns[0]))
+
+
+def unstack_region_cnns(stacked: MieRegionCNN, cnns: Sequence[MieRegionCNN]) -> None:
+    """Copy the stacked weights back into each fold's own CNN (in place)."""
+    params = dict(stacked.named_parameters())
+    with torch.no_grad():
+        for k, cnn in enumerate(cnns):
+            for name, param in cnn.named_parameters():
+                regions = param.shape[0]
+                param.copy_(params[name][k * regions : (k + 1) * regions])
+
+
+# ---------------------------------------------------------------------------- optimiser
+class StackedAdam:
+    """Adam (as `torch.optim.Adam`, no amsgrad) on stacked parameters, with one step count per fold.
+
+    Every parameter leads with `folds` x R regions; `step(active)` updates only the folds where
+    `active` ((K,) bool tensor on the parameters' device) is True: the others keep their weights,
+    moments and step count, as if the step had not happened. Bias corrections use each fold's own
+    count, so a fold that sat out steps continues exactly as it would have alone. Everything stays
+    on the device: a step never waits for it.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[torch.nn.Parameter],
+        folds: int,
+        lr: float,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
+        self.params = list(params)
+        self.folds = folds
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        device = self.params[0].device
+        self.steps = torch.zeros(folds, dtype=torch.float64, device=device)
+        regions = {p.shape[0] for p in self.params}
+        if len(regions) != 1 or next(iter(regions)) % folds:
+            raise ValueError(f"every parameter must lead with the same multiple of {folds} regions, got {sorted(regions)}.")
+        # the fold of each leading row
+        self.fold_of_row = torch.arange(folds, device=device).repeat_interleave(next(iter(regions)) // folds)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:
+        if active.shape != (self.folds,):
+            raise ValueError(f"active: expected {self.folds} folds, got shape {tuple(active.shape)}.")
+        beta1, beta2 = self.betas
+        self.steps += active
+        t = self.steps.clamp(min=1)  # a fold that never stepped: any finite value, masked below
+        step_size = (self.lr / (1 - beta1**t)).float()[self.fold_of_row]  # (K * R,)
+        correction2 = (1 - beta2**t).sqrt().float()[self.fold_of_row]
+        keep = active[self.fold_of_row]
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            view = (-1,) + (1,) * (p.dim() - 1)  # (K * R, 1, ...): one value per leading row
+            grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            if self.weight_decay:
+                grad = grad.add(p, alpha=self.weight_decay)
+            new_m = m.lerp(grad, 1 - beta1)
+            new_v = v.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = new_v.sqrt().div_(correction2.view(view)).add_(self.eps)
+            new_p = p - step_size.view(view) * (new_m / denom)
+            on = keep.view(view)
+            m.copy_(torch.where(on, new_m, m))
+            v.copy_(torch.where(on, new_v, v))
+            p.copy_(torch.where(on, new_p, p))
+
+
+# ---------------------------------------------------------------------------- one step
+def stacked_batch_loss(
+    cnn: MieRegionCNN,
+    config: MieConfig,
+    folds: int,
+    batch_frames: torch.Tensor,
+    batch_firsts: torch.Tensor,
+    batch_targets: torch.Tensor,
+    weights: torch.Tensor,
+    alpha: torch.Tensor,
+    keep: torch.Tensor | None,
+    precision: str,
+) -> torch.Tensor:
+    """Each fold's stage-1 loss on its batch, (K,): what one stacked step differentiates (summed).
+
+    batch_frames / batch_firsts: (K * B, R, C, H, W) uint8, fold k's batch at rows k*B .. k*B+B-1;
+    batch_targets: (K * B, R) region labels; weights: (K, B) each sample's share of its fold's
+    batch mean (0 for padding); alpha: (K, classes) each fold's focal-loss alpha; keep: (B, K * R,
+    hidden) dropout's scaled keep mask (None: no dropout).
+    """
+    rows = batch_frames.shape[0]
+    b, r = rows // folds, config.num_regions
+    with autocast(batch_frames.device, precision):
+        x = region_cnn_input(config, _to_float(batch_frames), _to_float(batch_firsts))  # (K*B, R, C, H, W)
+        x = x.view(folds, b, *x.shape[1:]).transpose(0, 1).reshape(b, folds * r, *x.shape[2:])  # (B, K*R, C, H, W)
+        pooled = torch.cat([cnn.pool_maps(cnn.forward_maps(c)) for c in x.split(cnn.frames_per_chunk(*x.shape[-2:]))])
+        hidden = F.relu(cnn.fc1(pooled))  # (B, K*R, hidden)
+        if keep is not None:
+            hidden = hidden * keep
+        logits = cnn.head(F.relu(cnn.fc2(hidden)))  # (B, K*R, classes)
+    logits = logits.float().view(b, folds, r, -1).transpose(0, 1)  # (K, B, R, classes)
+    targets = batch_targets.view(folds, b, r)
+    losses = focal_loss(logits.flatten(0, 2), targets.flatten(), config.focal_gamma, reduction="none").view(folds, b, r)
+    losses = losses * alpha.gather(1, targets.flatten(1)).view(folds, b, r)
+    return (losses * weights.unsqueeze(2)).sum(dim=(1, 2))
+
+
+def _step_function(mode: str):
+    if mode == "off":
+        return stacked_batch_loss
+    if mode not in _COMPILED:
+        options = {"mode": "reduce-overhead"} if mode == "reduce-overhead" else {}
+        _COMPILED[mode] = torch.compile(stacked_batch_loss, dynamic=False, **options)
+    return _COMPILED[mode]
+
+
+# ---------------------------------------------------------------------------- stage 1, stacked
+def train_stage1_stacked(
+    models: Sequence[MieForVideoClassification],
+    clip_sets: Sequence[Sequence[ClipTensors]],
+    schedule: TrainingSchedule,
+    generators: Sequence[torch.Generator],
+    dropout_generators: Sequence[torch.Generator],
+    progress: Progress | None = None,
+    precision: str = "fp32",
+    compile: str | None = "off",
+) -> list[StageReport]:
+    """Stage 1 of K folds at once: fold k trains `models[k]`'s region CNN on `clip_sets[k]`.
+
+    `generators[k]` gives fold k's batch order, as in `training.train_stage1_cnn`, and
+    `dropout_generators[k]` its dropout masks (on the models' device): a copy of the global
+    generator fold k would have drawn them from alone. Each clip's frames are staged once, however
+    many folds read them. Returns each fold's report; `seconds` is the whole stacked stage's time.
+    """
+    mode = check_compile_mode(compile)
+    start = time.perf_counter()
+    folds = len(models)
+    if not folds or len(clip_sets) != folds or len(generators) != folds or len(dropout_generators) != folds:
+        raise ValueError("train_stage1_stacked needs one clip set, generator and dropout generator per model.")
+    config = models[0].config
+    regions = config.num_regions
+    # Every clip once (folds share most clips), in order of first use; each clip's frames are
+    # those `train_stage1_cnn` selects, in its order (the onset frame after them, if neutral).
+    position: dict[int, int] = {}
+    union: list[ClipTensors] = []
+    for clips in clip_sets:
+        if not clips:
+            raise ValueError("Stage 1 needs at least one training clip in every fold.")
+        for clip in clips:
+            if id(clip) not in position:
+                position[id(clip)] = len(union)
+                union.append(clip)
+    frames, owners, targets, spans = [], [], [], []
+    not_me = torch.full((regions,), config.not_me_id, dtype=torch.long)
+    count = 0
+    for i, clip in enumerate(union):
+        idx = stage1_frame_indices(clip, schedule)
+        frames.append(clip.crops[torch.from_numpy(idx)])
+        targets.append(torch.as_tensor(clip.region_labels, dtype=torch.long).expand(len(idx), -1))
+        taken = len(idx)
+        if schedule.stage1_neutral_onset:
+            frames.append(clip.crops[min(clip.onset, clip.crops.shape[0] - 1)].unsqueeze(0))
+            targets.append(not_me.unsqueeze(0))
+            taken += 1
+        owners.append(torch.full((taken,), i))
+        spans.append((count, taken))
+        count += taken
+    frames, owners, targets = torch.cat(frames), torch.cat(owners), torch.cat(targets)
+    firsts = torch.stack([clip.crops[0] for clip in union])
+    # fold k's frames in its own order: its local index i is the global frame local[k][i]
+    local = [
+        torch.cat([torch.arange(spans[position[id(c)]][0], sum(spans[position[id(c)]])) for c in clips])
+        for clips in clip_sets
+    ]
+    sizes = [len(x) for x in local]
+    alpha = torch.tensor([
+        config.region_focal_alpha or inverse_frequency_alpha(targets[x].flatten(), config.num_region_classes)
+        for x in local
+    ])  # (K, classes)
+    device = _model_device(models[0])
+    frames, firsts = stage_tensor(frames, device), stage_tensor(firsts, device)
+    at = frames.device
+    owners, targets, alpha = owners.to(at), targets.to(device), alpha.to(device)
+
+    cnn = stack_region_cnns([m.region_cnn for m in models], config)
+    optimizer = StackedAdam(list(cnn.parameters()), folds, schedule.stage1_lr, schedule.weight_decay)
+    step = _step_function(mode)
+    size = schedule.stage1_batch_size
+    hidden, p = config.cnn_hidden_size, float(config.cnn_dropout)
+    epoch_losses = torch.zeros(schedule.stage1_epochs, folds, dtype=torch.float64, device=device)
+    samples = torch.tensor(sizes, dtype=torch.float64).to(device)
+    cnn.train()
+    for epoch in _epochs(progress, "stage1_cnn", schedule.stage1_epochs, device):
+        # the batches of every fold this epoch: (steps, K, B) global frame indices, padding 0
+        orders = [x[torch.randperm(n, generator=g)] for x, n, g in zip(local, sizes, generators)]
+        steps = max(-(-n // size) for n in sizes)
+        index = torch.zeros(steps, folds, size, dtype=torch.long)
+        weights = torch.zeros(steps, folds, size)
+        counts = [[0] * folds for _ in range(steps)]
+        for k, order in enumerate(orders):
+            for s, start_i in enumerate(range(0, sizes[k], size)):
+                chosen = order[start_i : start_i + size]
+                index[s, k, : len(chosen)] = chosen
+                weights[s, k, : len(chosen)] = 1.0 / (len(chosen) * regions)
+                counts[s][k] = len(chosen)
+        index, weights = index.to(at), weights.to(device)
+        # per step and fold: the real samples, and whether the fold steps at all (one copy an epoch)
+        real = torch.tensor(counts, dtype=torch.float64).to(device)  # (steps, K)
+        active = real > 0
+        totals = torch.zeros(folds, dtype=torch.float64, device=device)
+        for s in range(steps):
+            batch = index[s].flatten()  # (K * B,)
+            keep = None
+            if p > 0:
+                # the draw fold k's own dropout makes on a batch of n samples: nn.Dropout fills a
+                # mask laid out like its input, MieRegionLinear's (R, n, hidden) memory, in order
+                keep = torch.zeros(folds, regions, size, hidden, device=device)
+                for k, n in enumerate(counts[s]):
+                    if n:
+                        keep[k, :, :n].copy_(
+                            torch.empty(regions, n, hidden, device=device)
+                            .bernoulli_(1 - p, generator=dropout_generators[k])
+                            .div_(1 - p)
+                        )
+                keep = keep.view(folds * regions, size, hidden).transpose(0, 1)  # (B, K*R, hidden)
+            if mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
+            losses = step(
+                cnn, config, folds, frames[batch].to(device, non_blocking=True),
+                firsts[owners[batch]].to(device, non_blocking=True), targets[batch.to(device)],
+                weights[s], alpha, keep, precision,
+            )  # (K,)
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step(active[s])
+            totals += losses.detach().double() * real[s]
+        epoch_losses[epoch] = totals / samples
+    cnn.eval()
+    unstack_region_cnns(cnn, [m.region_cnn for m in models])
+    for m in models:
+        m.region_cnn.eval()
+    _synchronize(device)
+    seconds = time.perf_counter() - start
+    losses = epoch_losses.T.tolist()
+    return [
+        StageReport(losses=losses[k], subjects=sorted({c.subject for c in clip_sets[k]}), samples=sizes[k], seconds=seconds)
+        for k in range(folds)
+    ]
+
+
+# ---------------------------------------------------------------------------- folds
+def start_folds(
+    config: MieConfig, folds: Sequence[tuple[Sequence[ClipTensors], int]], device: torch.device
+) -> tuple[list[MieForVideoClassification], list[torch.Generator], list[torch.Generator]]:
+    """`training.start_fold` for each (train clips, seed): the models, batch-order generators and
+    dropout generators that `train_stage1_stacked` takes. Fold k's dropout generator is what its
+    dropout would draw from alone: the global generator, as seeded and advanced by its model's
+    initialisation (on CUDA, a generator of that device seeded alike)."""
+    models, generators, dropout = [], [], []
+    for train_clips, seed in folds:
+        model, generator = start_fold(config, train_clips, seed, device)
+        models.append(model)
+        generators.append(generator)
+        if device.type == "cuda":
+            dropout.append(torch.Generator(device).manual_seed(seed))
+        else:
+            dropout.append(torch.Generator().set_state(torch.get_rng_state()))
+    return models, generators, dropout
+
+
+def train_folds(
+    config: MieConfig,
+    folds: Sequence[tuple[Sequence[ClipTensors], Sequence[ClipTensors], int]],
+    schedule: TrainingSchedule,
+    progress: Progress | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    report_epochs: bool = False,
+    compile: str | None = "off",
+    on_outcome: Callable[[int, FoldOutcome], None] | None = None,
+) -> list[FoldOutcome]:
+    """`training.train_model` for several folds (train clips, test clips, seed), stage 1 stacked.
+
+    Each fold starts from the model and generators `train_model` would give it, stage 1 trains all
+    folds together (`train_stage1_stacked`), and the rest (features, stage 2, fine-tune,
+    prediction) runs fold by fold from the global generator state the fold would have had. On the
+    CPU every fold's outcome equals `train_model`'s to rounding; on a GPU the dropout masks come
+    from per-fold generators instead of the global one (as a GPU run already differs from a CPU
+    run; docs/training.md). `on_outcome(i, outcome)`, if given, is called as each fold finishes.
+    """
+    compile = check_compile_mode(compile)
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    models, generators, dropout = start_folds(config, [(f[0], f[2]) for f in folds], device)
+    with float32_mode(device, precision):
+        reports = train_stage1_stacked(
+            models, [f[0] for f in folds], schedule, generators, dropout, progress, precision, compile
+        )
+    outcomes = []
+    for i, ((train_clips, test_clips, _), model, generator, rng, stage1) in enumerate(
+        zip(folds, models, generators, dropout, reports)
+    ):
+        # continue from where this fold's own global generator would be after stage 1
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(rng.get_state(), device)
+        else:
+            torch.set_rng_state(rng.get_state())
+        outcomes.append(
+            finish_fold(model, stage1, train_clips, test_clips, schedule, generator, progress, precision, report_epochs)
+        )
+        if on_outcome is not None:
+            on_outcome(i, outcomes[-1])
+    return outcomes
+
+
+__all__ = [
+    "StackedAdam",
+    "stack_region_cnns",
+    "stacked_batch_loss",
+    "start_folds",
+    "train_folds",
+    "train_stage1_stacked",
+    "unstack_region_cnns",
+]
