@@ -15,6 +15,9 @@
 # the CPU's launches or on the GPU), and CONCURRENT=N processes of one variant side by side
 # (default 3 of `compile`; CONCURRENT=0 skips it). Every step has its own timeout (STEP_TIMEOUT,
 # 150 s), and a step that fails or times out is reported and the others still run.
+# First of all (about 1-2 minutes): bench/stacked_step.py, the paper preset's stage-1 step with K
+# folds stacked in one model (train/loso.py --stack-folds K), K = STACK_FOLDS (1 4 16 68), eager
+# and compiled: how far one step of many folds beats many steps of one (STACKED=0 skips it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -24,6 +27,8 @@ STEP_TIMEOUT=${STEP_TIMEOUT:-150}
 CONCURRENT=${CONCURRENT:-3}
 CONCURRENT_VARIANT=${CONCURRENT_VARIANT:-compile}
 VARIANTS=${VARIANTS:-eager-old eager compile cudagraphs}
+STACKED=${STACKED:-1}
+STACK_FOLDS=${STACK_FOLDS:-1 4 16 68}
 LOGS=$(mktemp -d)
 START=$(date +%s)
 
@@ -41,6 +46,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 timeout 60 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
 'transformers', transformers.__version__, 'GPU', torch.cuda.is_available()); import triton; print('triton', triton.__version__)" \
     || echo "(version check FAILED)"
+
+if [ "$STACKED" -gt 0 ]; then
+    for mode in off default reduce-overhead; do
+        echo "== stacked folds: bench/stacked_step.py paper bf16, compile $mode, K = $STACK_FOLDS"
+        # shellcheck disable=SC2086
+        timeout "$STEP_TIMEOUT" "$PY" bench/stacked_step.py --device cuda --precision bf16 --preset paper \
+            --folds $STACK_FOLDS --steps 10 --compile "$mode" 2>&1 | grep -v "Warning\|warn(" | tail -8
+        echo "  ($(( $(date +%s) - START )) s since the start)"
+    done
+fi
 
 for variant in $VARIANTS; do
     echo "== bench/train.py paper bf16, $variant ($(flags "$variant")), $EPOCHS epochs per stage"

@@ -216,41 +216,76 @@ def run_fold(spec: FoldSpec) -> dict:
     finished fold is never redone by `--resume`. A baseline method's fold is run by
     `modeling_mie.baselines.methods.run_baseline_fold` and written the same way.
     """
+    return run_fold_group([spec])[0]
+
+
+def run_fold_group(specs: Sequence[FoldSpec]) -> list[dict]:
+    """`run_fold` for several folds of one run; with more than one, their stage 1 trains as one
+    stacked model (`modeling_mie.stacked`: each fold as it would train alone, in fewer, larger
+    steps) and the rest fold by fold. Each fold's file is written as soon as it is finished."""
     from .devices import describe_device, resolve_device
 
+    if not specs:
+        return []
+    spec = specs[0]
     if spec.method != "aouayeb":
         from .baselines.methods import run_baseline_fold
 
-        return _write_fold(spec, run_baseline_fold(spec))
+        return [_write_fold(s, run_baseline_fold(s)) for s in specs]
 
     torch.set_num_threads(max(1, spec.threads))
     device = resolve_device(spec.device)
     config = MieConfig.from_dict(spec.config)
     schedule = TrainingSchedule(**spec.schedule)
     clips = load_clip_tensors(spec.cache_path, spec.rows, config, spec.use_action_units)
-    train = [c for c in clips if c.subject != spec.key]
-    test = [c for c in clips if c.subject == spec.key]
-    if not test:
-        raise MieInputError(f"Fold {spec.key}: no clip of this subject in the data.")
-    progress = _stage_bars(spec.key) if spec.show_progress else None
+    folds = []
+    for s in specs:
+        test = [c for c in clips if c.subject == s.key]
+        if not test:
+            raise MieInputError(f"Fold {s.key}: no clip of this subject in the data.")
+        folds.append(([c for c in clips if c.subject != s.key], test, fold_seed(s.seed, s.key)))
+    label = spec.key if len(specs) == 1 else f"{spec.key} +{len(specs) - 1} stacked"
+    progress = _stage_bars(label) if spec.show_progress else None
+    device_text = describe_device(device, spec.precision)
+    results: list[dict] = []
+
+    def finished(i: int, outcome) -> None:  # write each fold's file as soon as it is done
+        s, (train, test, _) = specs[i], folds[i]
+        results.append(_write_fold(s, _fold_record(s, train, test, outcome, schedule, device_text, specs, start)))
+
     start = time.perf_counter()
     try:
-        outcome = train_model(
-            config, train, schedule, fold_seed(spec.seed, spec.key), progress, test_clips=test,
-            device=device, precision=spec.precision, report_epochs=spec.report_epochs, compile=spec.compile,
-        )
+        if len(specs) == 1:
+            finished(0, train_model(
+                config, folds[0][0], schedule, folds[0][2], progress, test_clips=folds[0][1],
+                device=device, precision=spec.precision, report_epochs=spec.report_epochs, compile=spec.compile,
+            ))
+        else:
+            from .stacked import train_folds
+
+            train_folds(
+                config, folds, schedule, progress, device=device, precision=spec.precision,
+                report_epochs=spec.report_epochs, compile=spec.compile, on_outcome=finished,
+            )
     finally:
         if progress is not None:
             progress.close()
+    return results
+
+
+def _fold_record(spec, train, test, outcome, schedule, device_text, group, start) -> dict:
+    """A finished fold of the project's model as its fold file records it (`start`: when its
+    group began, `time.perf_counter()`)."""
     predictions = outcome.probabilities.argmax(1).tolist()
+    stacked = len(group) > 1
+    own = outcome.features_seconds + outcome.stage2.seconds + outcome.finetune.seconds
     result = {
         "fold": spec.key,
         "method": "aouayeb",
         "database": test[0].database,
         "list_subject": test[0].list_subject,
         "seed": fold_seed(spec.seed, spec.key),
-        "device": describe_device(device, spec.precision),
-        "compile": spec.compile,
+        "device": device_text,
         "train_clips": len(train),
         "test_clips": len(test),
         # the proof of an honest fold: the subjects whose clips each stage read
@@ -264,11 +299,13 @@ def run_fold(spec: FoldSpec) -> dict:
             "finetune": outcome.finetune.losses,
         },
         "seconds": {
+            # stacked: the whole group's stage 1, which this fold shared
             "stage1_cnn": outcome.stage1.seconds,
             "features": outcome.features_seconds,
             "stage2_temporal": outcome.stage2.seconds,
             "finetune": outcome.finetune.seconds,
-            "total": time.perf_counter() - start,
+            # stacked: this fold's share of stage 1 and its own stages
+            "total": outcome.stage1.seconds / len(group) + own if stacked else time.perf_counter() - start,
         },
         "predictions": [
             {
@@ -280,9 +317,12 @@ def run_fold(spec: FoldSpec) -> dict:
             for c, p, probs in zip(test, predictions, outcome.probabilities)
         ],
     }
+    if stacked:
+        # the folds whose stage 1 trained together, in one stacked model (modeling_mie.stacked)
+        result["stage1_stacked_with"] = [s.key for s in group]
     if outcome.epoch_probabilities is not None:
         result["epoch_probabilities"] = rounded_epochs(outcome.epoch_probabilities)
-    return _write_fold(spec, result)
+    return result
 
 
 def _write_fold(spec: FoldSpec, result: dict) -> dict:
@@ -333,35 +373,41 @@ def run_folds(
     workers: int = 1,
     ray_address: str | None = None,
     on_done: Callable[[dict], None] | None = None,
+    stack: int = 1,
 ) -> list[dict]:
     """Run folds in this process, in `workers` local processes, or as Ray tasks.
 
-    Each fold writes its own file, so every path gives the same outputs; results come back in
-    the order of `specs`.
+    With `stack` > 1, consecutive folds go in groups of up to `stack` whose stage 1 trains as one
+    stacked model (`run_fold_group`); a group is one task. Each fold writes its own file, so
+    every path gives the same outputs; results come back in the order of `specs`.
     """
     if not specs:
         return []
+    if stack < 1:
+        raise ValueError(f"stack must be at least 1, got {stack}.")
     results: dict[str, dict] = {}
+    groups = [list(specs[i : i + stack]) for i in range(0, len(specs), stack)]
 
-    def done(result):
-        results[result["fold"]] = result
-        if on_done is not None:
-            on_done(result)
+    def done(group_results):
+        for result in group_results:
+            results[result["fold"]] = result
+            if on_done is not None:
+                on_done(result)
 
     if ray_address:
-        _run_with_ray(specs, ray_address, done)
+        _run_with_ray(groups, ray_address, done)
     elif workers <= 1:
-        for spec in specs:
-            done(run_fold(spec))
+        for group in groups:
+            done(run_fold_group(group))
     else:
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        specs = spread_over_gpus(specs)
+        groups = spread_over_gpus(groups)
         # spawn: a fresh interpreter per worker, safe with torch's and MediaPipe's threads (and
         # the only start method CUDA allows in a child)
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            pending = {pool.submit(run_fold, spec) for spec in specs}
+            pending = {pool.submit(run_fold_group, group) for group in groups}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -369,20 +415,25 @@ def run_folds(
     return [results[s.key] for s in specs]
 
 
-def spread_over_gpus(specs: Sequence[FoldSpec]) -> list[FoldSpec]:
-    """Folds for local worker processes: with `device` "cuda" (no index) and several GPUs visible,
-    fold i goes to cuda:(i mod GPUs); otherwise unchanged. Workers on one GPU share it: each
-    process holds its own CUDA context (a few hundred MB) and its fold's clips
-    (`devices.stage_tensor` moves them whole only while they fit a share of the free memory)."""
+def spread_over_gpus(groups: Sequence[Sequence[FoldSpec]]) -> list[list[FoldSpec]]:
+    """Groups of folds (`run_fold_group`) for local worker processes: with `device` "cuda" (no
+    index) and several GPUs visible, group i goes to cuda:(i mod GPUs); otherwise unchanged.
+    Workers on one GPU share it: each process holds its own CUDA context (a few hundred MB) and
+    its folds' clips (`devices.stage_tensor` moves them whole only while they fit a share of the
+    free memory)."""
     from dataclasses import replace
 
-    if not specs or specs[0].device != "cuda" or not torch.cuda.is_available() or torch.cuda.device_count() < 2:
-        return list(specs)
+    groups = [list(g) for g in groups]
+    first = groups[0][0] if groups and groups[0] else None
+    if first is None or first.device != "cuda" or not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return groups
     count = torch.cuda.device_count()
-    return [replace(spec, device=f"cuda:{i % count}") for i, spec in enumerate(specs)]
+    return [[replace(spec, device=f"cuda:{i % count}") for spec in group] for i, group in enumerate(groups)]
 
 
-def _run_with_ray(specs: Sequence[FoldSpec], address: str, done: Callable[[dict], None]) -> None:
+def _run_with_ray(
+    groups: Sequence[Sequence[FoldSpec]], address: str, done: Callable[[list[dict]], None]
+) -> None:
     try:
         import ray
     except ImportError as err:
@@ -399,16 +450,16 @@ def _run_with_ray(specs: Sequence[FoldSpec], address: str, done: Callable[[dict]
         else:
             ray.init(address=address, log_to_driver=False)
     try:
-        remote = ray.remote(run_fold)
-        # a CUDA fold asks Ray for a whole GPU; Ray then sets CUDA_VISIBLE_DEVICES, so the fold
-        # uses "cuda" (its one visible GPU), never an index chosen here
+        remote = ray.remote(run_fold_group)
+        # a CUDA group asks Ray for a whole GPU; Ray then sets CUDA_VISIBLE_DEVICES, so its folds
+        # use "cuda" (its one visible GPU), never an index chosen here
         gpus = lambda s: 1 if s.device.startswith("cuda") else 0
-        refs = {
-            remote.options(num_cpus=max(1, s.threads), num_gpus=gpus(s)).remote(
-                replace(s, device="cuda") if gpus(s) else s
-            ): s.key
-            for s in specs
-        }
+        refs = [
+            remote.options(num_cpus=max(1, g[0].threads), num_gpus=gpus(g[0])).remote(
+                [replace(s, device="cuda") for s in g] if gpus(g[0]) else list(g)
+            )
+            for g in groups
+        ]
         pending = list(refs)
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)

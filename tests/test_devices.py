@@ -132,10 +132,14 @@ def test_bf16_training_runs_and_returns_cpu_float32_results():
 def test_workers_spread_over_gpus_and_resume_never_mixes_precisions(monkeypatch, fake_cuda, tmp_path):
     from modeling_mie.loso import FoldSpec, check_or_write_run, spread_over_gpus
 
-    specs = [FoldSpec(f"db/s{i}", "o", "c", [], {}, {}, 0, 1, device="cuda") for i in range(3)]
-    assert [s.device for s in spread_over_gpus(specs)] == ["cuda:0", "cuda:1", "cuda:0"]
+    specs = [FoldSpec(f"db/s{i}", "o", "c", [], {}, {}, 0, 1, device="cuda") for i in range(4)]
+    spread = spread_over_gpus([[s] for s in specs[:3]])
+    assert [g[0].device for g in spread] == ["cuda:0", "cuda:1", "cuda:0"]
+    # stacked folds (one group, one process) stay together on one GPU
+    spread = spread_over_gpus([specs[:3], specs[3:]])
+    assert [[s.device for s in g] for g in spread] == [["cuda:0"] * 3, ["cuda:1"]]
     pinned = [FoldSpec("db/s0", "o", "c", [], {}, {}, 0, 1, device="cuda:1")]
-    assert spread_over_gpus(pinned)[0].device == "cuda:1"
+    assert spread_over_gpus([pinned])[0][0].device == "cuda:1"
 
     fp32 = {"config": "a", "seed": 0}
     bf16 = {**fp32, "precision": "bf16"}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from modeling_mie.metrics import read_megc_log
@@ -145,6 +146,43 @@ def test_parallel_workers_and_ray_give_the_same_folds(full_run, synthetic_tiny, 
         assert json.loads((tmp_path / "ray" / "folds" / name).read_text())["predictions"] == reference
 
 
+def test_stacked_folds_give_the_folds_trained_one_by_one(full_run, synthetic_tiny, tmp_path):
+    """--stack-folds 3: stage 1 of three folds as one stacked model gives each fold what the
+    module's fold-by-fold run gave it (to rounding), says which folds stacked, and resumes."""
+    out, cache, _ = full_run
+    folds = ["casme2/sub01", "samm/006", "smic/s2"]
+    run = tmp_path / "stacked"
+    common = ["--dataset", f"synthetic={synthetic_tiny.root}", "--cache-dir", cache, "--folds", *folds, "--no-final",
+              "--output-dir", run, "--stack-folds", "3", *QUICK]
+    proc = loso(*common)
+    assert "stage 1 of 3 folds at once" in proc.stdout
+    assert json.loads((run / "config_used.json").read_text())["stack_folds"] == 3
+
+    def fold(root, key):
+        return json.loads((root / "folds" / (key.replace("/", "__") + ".json")).read_text())
+
+    for key in folds:
+        stacked, alone = fold(run, key), fold(out, key)
+        assert stacked["stage1_stacked_with"] == folds
+        assert [p["prediction"] for p in stacked["predictions"]] == [p["prediction"] for p in alone["predictions"]]
+        np.testing.assert_allclose(
+            [p["probabilities"] for p in stacked["predictions"]], [p["probabilities"] for p in alone["predictions"]],
+            atol=2e-4,
+        )
+        np.testing.assert_allclose(stacked["losses"]["stage1_cnn"], alone["losses"]["stage1_cnn"], rtol=1e-4)
+        assert stacked["stage1_subjects"] == alone["stage1_subjects"] and key not in stacked["stage1_subjects"]
+    lost = run / "folds" / "samm__006.json"
+    lost.unlink()
+    proc = loso(*common, "--resume")
+    assert "2 folds already finished" in proc.stdout
+    assert "stage1_stacked_with" not in fold(run, "samm/006")  # alone this time: the only fold left
+    assert [p["prediction"] for p in fold(run, "samm/006")["predictions"]] == [
+        p["prediction"] for p in fold(out, "samm/006")["predictions"]
+    ]
+    refused = loso(*common[:-len(QUICK)], "--stack-folds", "0", check=False)
+    assert refused.returncode == 2 and "--stack-folds must be >= 1" in refused.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -230,8 +268,6 @@ def test_evaluate_scores_a_trained_model_on_a_dataset(full_run, synthetic_tiny, 
 def test_report_leakage_keeps_per_epoch_predictions_and_changes_no_prediction(full_run, synthetic_tiny, tmp_path):
     """--report-leakage only watches: the folds' predictions are those of the run without it, the
     last epoch's probabilities are the honest ones, and the claimed best-epoch score is reported."""
-    import numpy as np
-
     out, cache, _ = full_run
     folds = ["casme2/sub01", "samm/006", "smic/s2"]
     leak = tmp_path / "leak"

@@ -4,6 +4,7 @@
         --dataset smic=/data/SMIC --megc2019 --output-dir runs/megc2019 [--preset fast|paper]
         [--folds casme2/sub01 ...] [--workers N | --ray ADDRESS] [--resume] [--seed N]
         [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16] [--compile [reduce-overhead]]
+        [--stack-folds K]
         [--push-to-hub ORG/NAME]
 
     python train/loso.py --dataset synthetic=data/synthetic --output-dir runs/synthetic
@@ -112,6 +113,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="compile stage 1's training steps with torch.compile (off by default; 'reduce-overhead' also "
                      "replays them as CUDA graphs); each fold process compiles once (tens of seconds), results differ "
                      "from eager ones in rounding only; see docs/training.md, Devices and precision")
+    run.add_argument("--stack-folds", type=int, default=1, metavar="K",
+                     help="train stage 1 of K folds at once as one stacked model (default 1: fold by fold): each fold "
+                     "trains as it would alone, in fewer, larger steps, for GPUs that one fold's small steps leave idle; "
+                     "results equal to rounding; see docs/training.md, Several folds in one model")
     run.add_argument("--ray", metavar="ADDRESS", default=None,
                      help="run folds on a Ray cluster (ADDRESS, or 'local' to start one here); needs modeling_mie[ray] "
                      "and a file system shared by all nodes for --output-dir and --cache-dir")
@@ -150,6 +155,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--workers must be >= 1")
     if args.ray and args.workers > 1:
         parser.error("--ray and --workers are alternatives: Ray places the folds itself")
+    if args.stack_folds < 1:
+        parser.error("--stack-folds must be >= 1 (1 trains fold by fold)")
+    if args.stack_folds > 1 and args.method != "aouayeb":
+        parser.error(f"--stack-folds is for the project's model; --method {args.method} trains its folds one by one")
     return args
 
 
@@ -214,6 +223,8 @@ def main(args) -> int:
     device_text = describe_device(device, precision) + f"; {threads} CPU threads per fold"
     if args.compile != "off":
         device_text += f"; stage 1 compiled ({args.compile})"
+    if args.stack_folds > 1:
+        device_text += f"; stage 1 of {args.stack_folds} folds at once (stacked)"
     if device.type == "cuda" and args.workers > 1:
         device_text += f"; {args.workers} fold processes share {'the GPUs' if str(device) == 'cuda' else str(device)}"
     runner = f"Ray at {args.ray}" if args.ray else f"{args.workers} local process{'es' if args.workers > 1 else ''}"
@@ -311,6 +322,7 @@ def run_seed(args, seed, output_dir, data, config, schedule, folds, threads, dev
             "device": describe_device(device, precision),
             "precision": precision,
             "compile": args.compile,
+            "stack_folds": args.stack_folds,
         })
     _write_json(output_dir / "config_used.json", used)
 
@@ -338,7 +350,7 @@ def run_seed(args, seed, output_dir, data, config, schedule, folds, threads, dev
         bar.update(1)
 
     try:
-        run_folds(specs, workers=args.workers, ray_address=args.ray, on_done=on_done)
+        run_folds(specs, workers=args.workers, ray_address=args.ray, on_done=on_done, stack=args.stack_folds)
     finally:
         bar.close()
 

@@ -1,0 +1,129 @@
+"""Stage 1's training step with K folds stacked in one model (`modeling_mie.stacked`), per fold.
+
+One stacked step trains K folds on K batches (forward, backward, per-fold Adam). Where one fold's
+step leaves the device idle (a GPU: thin convolutions, one launch after another), K folds should
+cost much less than K steps; where arithmetic is the limit (this CPU), about K. Prints, for each
+K, milliseconds per stacked step, per fold-step, the speed-up over the smallest K, and (paper preset)
+what stage 1 of 68 folds would take (432 steps an epoch, 100 epochs, ceil(68 / K) groups).
+
+The frames are random (the time does not depend on them) and already on the device, as
+`train_stage1_stacked` stages them; dropout masks are drawn per fold as it draws them.
+
+Usage: python bench/stacked_step.py [--device cuda] [--precision auto|fp32|bf16] [--preset paper|fast]
+       [--folds 1 4 16 68] [--steps 10] [--compile off|default|reduce-overhead] [--threads N]
+
+Last line: `stacked_step_ms_K<k>=<ms> ...` and `speedup_per_fold_K<k>=<x>` for each K.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modeling_mie import MieConfig, MieForVideoClassification
+from modeling_mie.devices import (
+    describe_device,
+    float32_mode,
+    resolve_device,
+    resolve_precision,
+)
+from modeling_mie.errors import MieInputError
+from modeling_mie.stacked import StackedAdam, _step_function, stack_region_cnns
+from modeling_mie.training import COMPILE_MODES, TRAINING_PRESETS
+
+PAPER_STEPS = 432 * 100  # stage-1 steps of one paper-preset fold (batch 64 over a composite fold's frames)
+
+
+def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str, compile: str) -> float:
+    """Seconds per stacked step of `folds` folds (after 3 warm-up steps; compiled: after compiling)."""
+    torch.manual_seed(folds)
+    models = [MieForVideoClassification(config).to(device) for _ in range(folds)]
+    cnn = stack_region_cnns([m.region_cnn for m in models], config).train()
+    del models
+    optimizer = StackedAdam(list(cnn.parameters()), folds, 1e-3)
+    step = _step_function(compile)
+    r, c, (h, w) = config.num_regions, config.num_channels, config.crop_size
+    frames = torch.randint(0, 256, (folds * batch, r, c, h, w), dtype=torch.uint8, device=device)
+    firsts = torch.randint(0, 256, (folds * batch, r, c, h, w), dtype=torch.uint8, device=device)
+    targets = torch.randint(0, config.num_region_classes, (folds * batch, r), device=device)
+    weights = torch.full((folds, batch), 1.0 / (batch * r), device=device)
+    alpha = torch.ones(folds, config.num_region_classes, device=device)
+    p, hidden = float(config.cnn_dropout), config.cnn_hidden_size
+    dropout = [torch.Generator(device).manual_seed(k) for k in range(folds)]
+    active = torch.ones(folds, dtype=torch.bool, device=device)
+
+    def one():
+        keep = torch.zeros(folds, r, batch, hidden, device=device)
+        for k in range(folds):
+            keep[k].bernoulli_(1 - p, generator=dropout[k]).div_(1 - p)
+        keep = keep.view(folds * r, batch, hidden).transpose(0, 1)
+        if compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        losses = step(cnn, config, folds, frames, firsts, targets, weights, alpha, keep, precision)
+        optimizer.zero_grad()
+        losses.sum().backward()
+        optimizer.step(active)
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with float32_mode(device, precision):
+        for _ in range(3):
+            one()
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps):
+            one()
+        sync()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    parser.add_argument("--precision", default="auto", help="auto (bf16 on a GPU that has it, else fp32), fp32, tf32, bf16")
+    parser.add_argument("--preset", default="paper", choices=sorted(TRAINING_PRESETS))
+    parser.add_argument("--folds", type=int, nargs="+", default=[1, 4, 16, 68], help="values of K to time")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per K")
+    parser.add_argument("--compile", default="off", choices=COMPILE_MODES)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    args = parser.parse_args()
+    if min(args.folds) < 1 or args.steps < 1:
+        parser.error("--folds and --steps must be >= 1")
+    try:
+        device = resolve_device(args.device)
+        precision = resolve_precision(args.precision, device)
+    except MieInputError as err:
+        raise SystemExit(f"error: {err}") from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = MieConfig.from_preset(args.preset)
+    batch = TRAINING_PRESETS[args.preset].stage1_batch_size
+    print(f"stage-1 step, {args.preset} preset ({config.crop_size[0]} x {config.crop_size[1]} crops, batch {batch} "
+          f"per fold), {describe_device(device, precision)}, compile {args.compile}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}")
+    paper = args.preset == "paper"
+    print(f"{'K':>4s} {'ms/step':>9s} {'ms/fold-step':>12s} {'x K=1':>7s}" + (f" {'68 folds, stage 1':>18s}" if paper else ""))
+    per_fold, line = {}, []
+    for k in args.folds:
+        try:
+            seconds = time_steps(config, k, batch, args.steps, device, precision, args.compile)
+        except torch.OutOfMemoryError:
+            print(f"{k:4d} out of memory")
+            break
+        per_fold[k] = seconds / k
+        speed = per_fold[min(per_fold)] / per_fold[k]
+        hours = PAPER_STEPS * -(-68 // k) * seconds / 3600
+        print(f"{k:4d} {seconds * 1e3:9.2f} {seconds / k * 1e3:12.2f} {speed:6.2f}x" + (f" {hours:16.2f} h" if paper else ""))
+        line += [f"stacked_step_ms_K{k}={seconds * 1e3:.2f}", f"speedup_per_fold_K{k}={speed:.2f}"]
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print(" ".join(line))
+
+
+if __name__ == "__main__":
+    main()
