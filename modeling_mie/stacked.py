@@ -57,7 +57,7 @@ from .training import (
     _to_float,
     check_compile_mode,
     finish_fold,
-    stage1_frame_indices,
+    stage1_samples,
     start_fold,
 )
 
@@ -234,22 +234,7 @@ def train_stage1_stacked(
             if id(clip) not in position:
                 position[id(clip)] = len(union)
                 union.append(clip)
-    frames, owners, targets, spans = [], [], [], []
-    not_me = torch.full((regions,), config.not_me_id, dtype=torch.long)
-    count = 0
-    for i, clip in enumerate(union):
-        idx = stage1_frame_indices(clip, schedule)
-        frames.append(clip.crops[torch.from_numpy(idx)])
-        targets.append(torch.as_tensor(clip.region_labels, dtype=torch.long).expand(len(idx), -1))
-        taken = len(idx)
-        if schedule.stage1_neutral_onset:
-            frames.append(clip.crops[min(clip.onset, clip.crops.shape[0] - 1)].unsqueeze(0))
-            targets.append(not_me.unsqueeze(0))
-            taken += 1
-        owners.append(torch.full((taken,), i))
-        spans.append((count, taken))
-        count += taken
-    frames, owners, targets = torch.cat(frames), torch.cat(owners), torch.cat(targets)
+    frames, owners, targets, spans = stage1_samples(union, schedule, config)
     firsts = torch.stack([clip.crops[0] for clip in union])
     # fold k's frames in its own order: its local index i is the global frame local[k][i]
     local = [

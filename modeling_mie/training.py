@@ -153,6 +153,33 @@ def stage1_frame_indices(clip: ClipTensors, schedule: TrainingSchedule) -> np.nd
     return np.unique(np.round(np.linspace(lo, hi, count)).astype(np.int64))
 
 
+def stage1_samples(
+    clips: Sequence[ClipTensors], schedule: TrainingSchedule, config: MieConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """Stage 1's samples of `clips`, clip after clip: each clip's `stage1_frame_indices` frames
+    in order, then (with `stage1_neutral_onset`) its onset frame with every region "not me".
+
+    Returns frames (N, R, C, H, W) uint8, owners (N,) the index of each frame's clip, targets
+    (N, R) region labels, and each clip's (first sample, sample count).
+    """
+    frames, owners, targets, spans = [], [], [], []
+    not_me = torch.full((config.num_regions,), config.not_me_id, dtype=torch.long)
+    count = 0
+    for i, clip in enumerate(clips):
+        idx = stage1_frame_indices(clip, schedule)
+        frames.append(clip.crops[torch.from_numpy(idx)])
+        targets.append(torch.as_tensor(clip.region_labels, dtype=torch.long).expand(len(idx), -1))
+        taken = len(idx)
+        if schedule.stage1_neutral_onset:
+            frames.append(clip.crops[min(clip.onset, clip.crops.shape[0] - 1)].unsqueeze(0))
+            targets.append(not_me.unsqueeze(0))
+            taken += 1
+        owners.append(torch.full((taken,), i))
+        spans.append((count, taken))
+        count += taken
+    return torch.cat(frames), torch.cat(owners), torch.cat(targets), spans
+
+
 def _to_float(crops: torch.Tensor) -> torch.Tensor:
     return crops.float().div_(255.0) if crops.dtype == torch.uint8 else crops.float()
 
@@ -293,24 +320,11 @@ def train_stage1_cnn(
     mode = check_compile_mode(compile)
     start = time.perf_counter()
     config = model.config
-    frames, owners, targets, subjects = [], [], [], set()
-    not_me = torch.full((config.num_regions,), config.not_me_id, dtype=torch.long)
-    for i, clip in enumerate(clips):
-        idx = stage1_frame_indices(clip, schedule)
-        frames.append(clip.crops[torch.from_numpy(idx)])
-        owners.append(torch.full((len(idx),), i))
-        targets.append(torch.as_tensor(clip.region_labels, dtype=torch.long).expand(len(idx), -1))
-        if schedule.stage1_neutral_onset:
-            frames.append(clip.crops[min(clip.onset, clip.crops.shape[0] - 1)].unsqueeze(0))
-            owners.append(torch.full((1,), i))
-            targets.append(not_me.unsqueeze(0))
-        subjects.add(clip.subject)
-    if not frames:
+    if not clips:
         raise ValueError("Stage 1 needs at least one training clip.")
-    frames = torch.cat(frames)  # (N, R, C, H, W) uint8
-    owners = torch.cat(owners)  # (N,) index of each frame's clip
+    frames, owners, targets, _ = stage1_samples(clips, schedule, config)
+    subjects = {clip.subject for clip in clips}
     firsts = torch.stack([clip.crops[0] for clip in clips])  # (clips, R, C, H, W): each clip's first frame
-    targets = torch.cat(targets)  # (N, R)
     alpha = torch.tensor(
         config.region_focal_alpha or inverse_frequency_alpha(targets.flatten(), config.num_region_classes)
     )
@@ -698,6 +712,7 @@ __all__ = [
     "padded_batches",
     "predict_clips",
     "stage1_batch_loss",
+    "stage1_samples",
     "start_fold",
     "train_model",
     "train_stage1_cnn",

@@ -8,6 +8,7 @@ import torch
 from modeling_mie.stacked import (
     StackedAdam,
     stack_region_cnns,
+    start_folds,
     train_folds,
     train_stage1_stacked,
     unstack_region_cnns,
@@ -109,12 +110,7 @@ def test_stacked_stage1_trains_each_fold_as_alone(tiny_config, neutral_onset):
         model, generator = start_fold(tiny_config, train, seed, cpu)
         report = train_stage1_cnn(model, train, schedule, generator)
         alone.append((model, report))
-    models, generators, dropout = [], [], []
-    for train, _, seed in folds:
-        model, generator = start_fold(tiny_config, train, seed, cpu)
-        models.append(model)
-        generators.append(generator)
-        dropout.append(torch.Generator().set_state(torch.get_rng_state()))
+    models, generators, dropout = start_folds(tiny_config, [(train, seed) for train, _, seed in folds], cpu)
     steps = {-(-report.samples // schedule.stage1_batch_size) for _, report in alone}
     assert len(steps) > 1  # uneven folds: some sit out the last steps of every epoch
     reports = train_stage1_stacked(models, [f[0] for f in folds], schedule, generators, dropout)
@@ -157,12 +153,7 @@ def test_compiled_stacked_step_trains_what_the_eager_one_trains(tiny_config):
     cpu = torch.device("cpu")
     results = {}
     for mode in ("off", "default"):
-        models, generators, dropout = [], [], []
-        for train, _, seed in folds:
-            model, generator = start_fold(tiny_config, train, seed, cpu)
-            models.append(model)
-            generators.append(generator)
-            dropout.append(torch.Generator().set_state(torch.get_rng_state()))
+        models, generators, dropout = start_folds(tiny_config, [(train, seed) for train, _, seed in folds], cpu)
         reports = train_stage1_stacked(models, [f[0] for f in folds], SCHEDULE, generators, dropout, compile=mode)
         results[mode] = (reports, models)
     (eager, eager_models), (compiled, compiled_models) = results["off"], results["default"]
