@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MieInputError
+from .files import remove_stale_temporaries, write_atomically, write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -186,17 +187,6 @@ def _init_worker(processor_bytes: bytes) -> None:
     _WORKER_PROCESSOR = pickle.loads(processor_bytes)
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Write via a temporary name in the same folder, then rename: a killed build leaves no half file."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _process_clip(task: dict, processor=None) -> dict:
     """Crop one clip and write its file; returns {"key", "status" ok|failed|error, "reason", "seconds"}."""
     from datasets import Features
@@ -214,7 +204,7 @@ def _process_clip(task: dict, processor=None) -> dict:
         # The clip's own problem (no face, unreadable frame): recorded, so the build goes on and
         # later builds do not try it again.
         record = {"subject": task["subject"], "clip": task["clip"], "reason": str(exc)}
-        _write_atomically(Path(task["failed_path"]), lambda p: p.write_text(json.dumps(record, indent=1)))
+        write_json_atomically(task["failed_path"], record)
         out.update(status="failed", reason=str(exc))
         return out
     except Exception as exc:  # a bug or a system error: reported, not recorded (retried next build)
@@ -249,24 +239,9 @@ def _process_clip(task: dict, processor=None) -> dict:
             writer.write(example)
             writer.finalize()
 
-    _write_atomically(Path(task["clip_path"]), write)
+    write_atomically(task["clip_path"], write)
     out["seconds"] = time.perf_counter() - started
     return out
-
-
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Delete `.tmp-<pid>-*` files of builds that are no longer running (killed mid-write)."""
-    for tmp in folder.glob(".tmp-*"):
-        try:
-            pid = int(tmp.name.split("-")[1])
-            os.kill(pid, 0)
-            alive = pid != os.getpid()
-        except (ValueError, IndexError, ProcessLookupError):
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive:
-            tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------- build
@@ -341,9 +316,9 @@ def build_region_cache(
     failed_dir.mkdir(parents=True, exist_ok=True)
     settings_path = root / "settings.json"
     if not settings_path.exists():
-        _write_atomically(settings_path, lambda p: p.write_text(json.dumps(settings, indent=1, sort_keys=True, default=str)))
-    _remove_stale_temporaries(clips_dir)
-    _remove_stale_temporaries(failed_dir)
+        write_json_atomically(settings_path, settings, sort_keys=True, default=str)
+    remove_stale_temporaries(clips_dir)
+    remove_stale_temporaries(failed_dir)
     features = crop_features(len(processor.regions), processor.num_channels, processor.crop_size)
 
     # a dataset that already carries crop columns (e.g. a cache fed back in) gets fresh ones

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ import torch
 
 from .configuration_mie import MieConfig
 from .errors import MieInputError
+from .files import write_atomically, write_json_atomically, write_text_atomically
 from .metrics import (
     ClipPrediction,
     confusion_matrix,
@@ -328,7 +328,7 @@ def _fold_record(spec, train, test, outcome, schedule, device_text, group, start
 def _write_fold(spec: FoldSpec, result: dict) -> dict:
     """Write a fold's record and its MEGC log (atomically) where `--resume` looks for them."""
     path = fold_file(Path(spec.output_dir), spec.key)
-    _atomic_write_json(path, result)
+    write_json_atomically(path, result)
     write_megc_log(path.with_suffix(".log"), _fold_predictions(result))
     return result
 
@@ -512,9 +512,9 @@ def summarise_run(output_dir: Path, folds: Sequence[dict], label_names: Sequence
     if all(p.get("probabilities") is not None for f in folds for p in f["predictions"]):
         calibration = loso_calibration(folds)
         results["calibration"] = summary_for_json(calibration)
-    _atomic_write_json(output_dir / "results.json", results)
+    write_json_atomically(output_dir / "results.json", results)
     write_megc_log(output_dir / "predictions.log", predictions)
-    _atomic_write_text(output_dir / "results.md", results_markdown(results))
+    write_text_atomically(output_dir / "results.md", results_markdown(results))
     title = extra.get("data", "")
     if extra.get("method", "aouayeb") != "aouayeb":
         title = f"{extra['method']}: {title}"
@@ -613,10 +613,8 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path,
     subtitle = textwrap.shorten(title, 110, placeholder=" ...") if title else ""
     ax.set_title("\n".join(["LOSO confusion matrix", *textwrap.wrap(subtitle, 55)]), fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------- run identity
@@ -683,24 +681,12 @@ def check_or_write_run(output_dir: Path, identity: dict, resume: bool) -> int:
         raise MieInputError(f"{output_dir} holds fold files but no {RUN_FILE}; choose an empty --output-dir.")
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / FOLDS_DIR).mkdir(exist_ok=True)
-    _atomic_write_json(path, {"identity": identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    write_json_atomically(path, {"identity": identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return 0
 
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _atomic_write_json(path: Path, obj) -> None:
-    _atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MieInputError
+from .files import write_text_atomically
 
 # MEGC 2019 class indices (the official list writes 0, 1, 2).
 MEGC_LABELS: tuple[str, ...] = ("negative", "positive", "surprise")
@@ -122,7 +123,7 @@ def write_megc_log(path: str | os.PathLike, predictions: Iterable[ClipPrediction
     for (db, subject), clips in folds.items():
         lines.append(f"{db} {subject}")
         lines.extend(f"{c.filename} {int(c.label)} {int(c.prediction)}" for c in clips)
-    _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    write_text_atomically(path, "\n".join(lines) + "\n")
 
 
 def read_megc_log(path: str | os.PathLike) -> list[ClipPrediction]:
@@ -174,13 +175,6 @@ def format_scores_table(scores: dict, title: str | None = None) -> str:
         s = scores[name]
         lines.append(f"| {name} | {s['clips']} | {s['subjects']} | {s['uf1']:.4f} | {s['uar']:.4f} |")
     return "\n".join(lines) + "\n"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

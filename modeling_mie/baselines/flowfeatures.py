@@ -42,13 +42,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MieInputError
+from ..files import write_atomically
 from .lbptop import block_edges, check_grid
 
 logger = logging.getLogger(__name__)
@@ -199,17 +199,14 @@ def _read_cached(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def save_array_atomically(path: Path, array: np.ndarray) -> None:
-    """Save `array` as .npy at `path` through a temporary file renamed into place, so a reader
-    (another fold process) sees the whole file or none; the flow cache and `methods`' inputs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    """Save `array` as .npy at `path` so that a reader (another fold process) sees the whole file
+    or none (`files.write_atomically`); the flow cache and `methods`' inputs."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a handle: np.save would add ".npy" to a name without it
             np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)  # atomic: readers see the whole file or none
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_atomically(path, write)
 
 
 def onset_apex_flow(
@@ -309,8 +306,8 @@ def biwoof(
 
 __all__ = [
     "FLOW_CACHE_VERSION",
-    "OnsetApexFlow",
     "TVL1_SETTINGS",
+    "OnsetApexFlow",
     "biwoof",
     "biwoof_features",
     "flow_cache_key",
