@@ -515,9 +515,10 @@ def summarise_run(output_dir: Path, folds: Sequence[dict], label_names: Sequence
     write_json_atomically(output_dir / "results.json", results)
     write_megc_log(output_dir / "predictions.log", predictions)
     write_text_atomically(output_dir / "results.md", results_markdown(results))
-    title = extra.get("data", "")
-    if extra.get("method", "aouayeb") != "aouayeb":
-        title = f"{extra['method']}: {title}"
+    method = extra.get("method", "aouayeb")
+    if method == "aouayeb" and extra.get("preset"):
+        method = f"aouayeb, {extra['preset']} preset"
+    title = f"{method}: {extra.get('data', '')}"  # the method always: runs of several sit side by side
     plot_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png", title=title)
     if calibration is not None:
         plot_reliability(calibration, output_dir / "reliability.png", title="Out-of-fold probabilities of the LOSO run")
