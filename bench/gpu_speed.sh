@@ -17,7 +17,11 @@
 # 150 s), and a step that fails or times out is reported and the others still run.
 # First of all (about 1-2 minutes): bench/stacked_step.py, the paper preset's stage-1 step with K
 # folds stacked in one model (train/loso.py --stack-folds K), K = STACK_FOLDS (1 4 16 68), eager
-# and compiled: how far one step of many folds beats many steps of one (STACKED=0 skips it).
+# and compiled: how far one step of many folds beats many steps of one (STACKED=0 skips it); then
+# bench/train.py with stage 1 of STACK_RUN (16) folds stacked, 2 epochs, one fold's features and
+# stage 2: seconds per fold with stacking (STACK_RUN=0 skips it; its own timeout, 300 s).
+# With little device time, the stacked rows and the CUDA-graph row first:
+#   CONCURRENT=0 VARIANTS="eager cudagraphs" bash bench/gpu_speed.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -29,6 +33,7 @@ CONCURRENT_VARIANT=${CONCURRENT_VARIANT:-compile}
 VARIANTS=${VARIANTS:-eager-old eager compile cudagraphs}
 STACKED=${STACKED:-1}
 STACK_FOLDS=${STACK_FOLDS:-1 4 16 68}
+STACK_RUN=${STACK_RUN:-16}
 LOGS=$(mktemp -d)
 START=$(date +%s)
 
@@ -55,6 +60,13 @@ if [ "$STACKED" -gt 0 ]; then
             --folds $STACK_FOLDS --steps 10 --compile "$mode" 2>&1 | grep -v "Warning\|warn(" | tail -8
         echo "  ($(( $(date +%s) - START )) s since the start)"
     done
+fi
+if [ "$STACK_RUN" -gt 1 ]; then
+    echo "== bench/train.py paper bf16, stage 1 of $STACK_RUN folds stacked, $EPOCHS epochs per stage"
+    timeout 300 "$PY" bench/train.py --device cuda --precision bf16 --presets paper --epochs "$EPOCHS" \
+        --stack-folds "$STACK_RUN" 2>&1 | grep -v "^\s*$" | grep -v "Warning\|warn(" | tail -6 \
+        || echo "  stacked run FAILED or timed out"
+    echo "  ($(( $(date +%s) - START )) s since the start)"
 fi
 
 for variant in $VARIANTS; do

@@ -18,14 +18,17 @@ schedule with no extrapolation. Seconds per epoch are printed with each figure.
 
 `--compile [reduce-overhead]` compiles stage 1's steps as `train/loso.py --compile` does; the first
 epoch then includes the compilation, printed apart (first epoch minus the median of the others).
-`--no-cuda-tuning` runs stage 1 on CUDA without the fused Adam
+`--stack-folds K` (with `--epochs N` or `--full`) trains stage 1 of the first K subjects' folds at once
+as `train/loso.py --stack-folds K` does and shares its time out over them; features and stage 2 are
+the first fold's. `--no-cuda-tuning` runs stage 1 on CUDA without the fused Adam
 (`training.CUDA_TUNING`), the path before it, to measure what it gives.
 
 Last line: `fold_s_fast=<x> fold_s_paper=<y>` (only the presets that ran), then, where epochs were
 timed, `stage1_epoch_s_<preset>=<median seconds per stage-1 epoch>`.
 
 Usage: python bench/train.py [--threads N] [--seed 0] [--device cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16]
-       [--presets fast paper] [--epochs N | --full] [--compile [reduce-overhead]] [--no-cuda-tuning]
+       [--presets fast paper] [--epochs N | --full] [--compile [reduce-overhead]] [--stack-folds K]
+       [--no-cuda-tuning]
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from modeling_mie.devices import (  # noqa: E402
     resolve_precision,
 )
 from modeling_mie.errors import MieInputError  # noqa: E402
+from modeling_mie.stacked import start_folds, train_stage1_stacked  # noqa: E402
 from modeling_mie.training import (  # noqa: E402
     COMPILE_MODES,
     TRAINING_PRESETS,
@@ -112,11 +116,13 @@ def scaled(epoch_seconds: list[float], epochs: int) -> float:
 
 
 def time_fold(preset: str, seed: int, device=None, precision: str = "fp32", epochs: int | None = None,
-              full: bool = False, compile: str = "off") -> dict:
+              full: bool = False, compile: str = "off", stack: int = 1) -> dict:
     device = device or torch.device("cpu")
     config = MieConfig.from_preset(preset)
     schedule = TRAINING_PRESETS[preset]
     clips = composite_like_clips(config, seed)
+    if stack > 1:
+        return _time_stacked(preset, config, schedule, clips, seed, device, precision, epochs, full, compile, stack)
     held_out = clips[0].subject
     train = [c for c in clips if c.subject != held_out]
     torch.manual_seed(seed)
@@ -142,6 +148,34 @@ def time_fold(preset: str, seed: int, device=None, precision: str = "fp32", epoc
     return result
 
 
+def _time_stacked(preset, config, schedule, clips, seed, device, precision, epochs, full, compile, stack) -> dict:
+    """Stage 1 of the first `stack` subjects' folds at once (`train/loso.py --stack-folds`), then
+    features and stage 2 of the first fold: seconds per fold, stage 1 shared out over the group."""
+    if epochs is None and not full:
+        raise SystemExit("error: --stack-folds needs --epochs N or --full (the stacked stage 1 is timed by epochs)")
+    subjects = list(dict.fromkeys(c.subject for c in clips))[:stack]
+    trains = [[c for c in clips if c.subject != s] for s in subjects]
+    models, generators, dropout = start_folds(config, [(t, seed + i) for i, t in enumerate(trains)], device)
+    run = schedule if full else schedule.updated(stage1_epochs=min(epochs, schedule.stage1_epochs),
+                                                 stage2_epochs=min(epochs, schedule.stage2_epochs))
+    result = {"preset": preset, "train_clips": len(trains[0]), "compile": compile, "stacked": len(trains),
+              "stage1_frames_per_epoch": sum(len(stage1_frame_indices(c, schedule)) for c in trains[0])}
+    clock = EpochClock()
+    with float32_mode(device, precision):
+        clock.start("stage1_cnn")
+        report = train_stage1_stacked(models, trains, run, generators, dropout, clock, precision, compile)[0]
+        result["stage1_epoch_s"] = clock.epochs("stage1_cnn")  # of the whole group
+        group = report.seconds if full else scaled(result["stage1_epoch_s"], schedule.stage1_epochs)
+        result["stage1_s"] = group / len(trains)
+        del models[1:]
+        _after_stage1(result, clock, models[0], clips, trains[0], run, generators[0], precision, subjects[0])
+    if not full:
+        result["stage2_s"] = scaled(result["stage2_epoch_s"], schedule.stage2_epochs)
+    result["extrapolated"] = not full
+    result["fold_s"] = result["stage1_s"] + result["features_s"] + result["stage2_s"]
+    return result
+
+
 def _run_stages(result, model, clips, train, schedule, generator, precision, compile="off") -> EpochClock:
     """Both stages as a fold runs them, timed per epoch; fills stage1_s, features_s, stage2_s."""
     clock = EpochClock()
@@ -149,16 +183,20 @@ def _run_stages(result, model, clips, train, schedule, generator, precision, com
     report = train_stage1_cnn(model, train, schedule, generator, clock, precision=precision, compile=compile)
     result["stage1_s"] = report.seconds
     result["stage1_epoch_s"] = clock.epochs("stage1_cnn")
+    _after_stage1(result, clock, model, clips, train, schedule, generator, precision, clips[0].subject)
+    return clock
+
+
+def _after_stage1(result, clock, model, clips, train, schedule, generator, precision, held_out) -> None:
+    """Features of every clip and stage 2 on the training clips, timed; fills features_s, stage2_s."""
     start = time.perf_counter()
     features = extract_features(model, clips, schedule.num_frames, precision=precision)
     result["features_s"] = time.perf_counter() - start
-    held_out = clips[0].subject
     train_features = [f for f, c in zip(features, clips) if c.subject != held_out]
     clock.start("stage2_temporal")
     report = train_stage2_temporal(model, train_features, train, schedule, generator, clock)
     result["stage2_s"] = report.seconds
     result["stage2_epoch_s"] = clock.epochs("stage2_temporal")
-    return clock
 
 
 def _time_paper_slice(result, model, clips, train, schedule, generator, epoch_frames, held_out, precision,
@@ -196,6 +234,8 @@ def main() -> None:
     how.add_argument("--full", action="store_true", help="run every preset's whole schedule, nothing extrapolated")
     parser.add_argument("--compile", nargs="?", const="default", default="off", choices=COMPILE_MODES,
                         help="compile stage 1's steps (train/loso.py --compile); 'reduce-overhead' adds CUDA graphs")
+    parser.add_argument("--stack-folds", type=int, default=1, metavar="K",
+                        help="stage 1 of K folds at once (train/loso.py --stack-folds); needs --epochs or --full")
     parser.add_argument("--no-cuda-tuning", action="store_true",
                         help="Adam without its fused kernel on CUDA (the path before it)")
     args = parser.parse_args()
@@ -203,6 +243,10 @@ def main() -> None:
         training.CUDA_TUNING = False
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
+    if args.stack_folds < 1:
+        parser.error("--stack-folds must be >= 1")
+    if args.stack_folds > 1 and args.epochs is None and not args.full:
+        parser.error("--stack-folds needs --epochs N or --full (the stacked stage 1 is timed by epochs)")
     try:
         device = resolve_device(args.device)
         precision = resolve_precision(args.precision, device)
@@ -211,11 +255,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     how = f"compile {args.compile}" + ("" if training.CUDA_TUNING or device.type != "cuda" else ", no CUDA tuning")
+    if args.stack_folds > 1:
+        how += f"; stage 1 of {args.stack_folds} folds stacked, its time shared out per fold"
     print(f"composite-shaped data: 442 clips, 68 subjects; {torch.get_num_threads()} threads; "
           f"device {describe_device(device, precision)}; {how}; torch {torch.__version__}")
     results = {}
     for preset in args.presets:
-        r = time_fold(preset, args.seed, device, precision, args.epochs, args.full, args.compile)
+        r = time_fold(preset, args.seed, device, precision, args.epochs, args.full, args.compile, args.stack_folds)
         results[preset] = r
         if not r["extrapolated"]:
             mark = ""
@@ -230,13 +276,17 @@ def main() -> None:
         )
         if "stage1_epoch_s" in r:
             per = lambda xs: ", ".join(f"{x:.2f}" for x in xs[:6]) + (" ..." if len(xs) > 6 else "")
-            print(f"       seconds per epoch: stage1 [{per(r['stage1_epoch_s'])}]  stage2 [{per(r['stage2_epoch_s'])}]")
+            group = f" (all {r['stacked']} stacked folds)" if r.get("stacked") else ""
+            print(f"       seconds per epoch: stage1{group} [{per(r['stage1_epoch_s'])}]  stage2 [{per(r['stage2_epoch_s'])}]")
             if len(r["stage1_epoch_s"]) > 1:
                 first, median = r["stage1_epoch_s"][0], float(np.median(r["stage1_epoch_s"][1:]))
                 r["stage1_epoch_median_s"] = median
                 print(f"       stage 1: {median:.3f} s per epoch after the first; the first took {first - median:.1f} s "
                       f"more (compilation, warm-up)")
-        if "stage1_epoch_median_s" in r:
+        if r.get("stacked"):
+            print(f"       68 folds: {68 * r['fold_s'] / 3600:.2f} h in one process, stage 1 in groups of {r['stacked']} "
+                  f"(the group's first-epoch extra shared out like the rest)")
+        elif "stage1_epoch_median_s" in r:
             # the folds of one process share its compiled step and cuDNN's choices: the first epoch's
             # extra seconds are paid once, not per fold
             once = r["stage1_epoch_s"][0] - r["stage1_epoch_median_s"]
