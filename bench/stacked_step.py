@@ -30,6 +30,7 @@ from modeling_mie import MieConfig, MieForVideoClassification
 from modeling_mie.devices import (
     describe_device,
     float32_mode,
+    prepare_model,
     resolve_device,
     resolve_precision,
 )
@@ -43,7 +44,7 @@ PAPER_STEPS = 432 * 100  # stage-1 steps of one paper-preset fold (batch 64 over
 def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str, compile: str) -> float:
     """Seconds per stacked step of `folds` folds (after 3 warm-up steps; compiled: after compiling)."""
     torch.manual_seed(folds)
-    models = [MieForVideoClassification(config).to(device) for _ in range(folds)]
+    models = [prepare_model(MieForVideoClassification(config), device) for _ in range(folds)]
     cnn = stack_region_cnns([m.region_cnn for m in models], config).train()
     del models
     optimizer = StackedAdam(list(cnn.parameters()), folds, 1e-3)

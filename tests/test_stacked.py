@@ -52,8 +52,9 @@ SCHEDULE = TrainingSchedule(
 
 def test_stack_and_unstack_round_trip(tiny_config):
     models = [start_fold(tiny_config, _clips(tiny_config)[:3], seed, torch.device("cpu"))[0] for seed in (1, 2, 3)]
+    models[0].region_cnn.chunk_frames = 5  # what prepare_model sets for a device: the stack keeps it
     stacked = stack_region_cnns([m.region_cnn for m in models], tiny_config)
-    assert stacked.num_regions == 3 * tiny_config.num_regions
+    assert stacked.num_regions == 3 * tiny_config.num_regions and stacked.chunk_frames == 5
     r = tiny_config.num_regions
     torch.testing.assert_close(stacked.conv1.weight[r : 2 * r], models[1].region_cnn.conv1.weight, rtol=0, atol=0)
     torch.testing.assert_close(stacked.head.bias[2 * r :], models[2].region_cnn.head.bias, rtol=0, atol=0)
