@@ -181,7 +181,7 @@ def stacked_batch_loss(
         pooled = torch.cat([cnn.pool_maps(cnn.forward_maps(c)) for c in x.split(cnn.frames_per_chunk(*x.shape[-2:]))])
         hidden = F.relu(cnn.fc1(pooled))  # (B, K*R, hidden)
         if keep is not None:
-            hidden = hidden * keep
+            hidden = hidden * keep.to(hidden.dtype)  # bf16 under autocast, as nn.Dropout keeps it
         logits = cnn.head(F.relu(cnn.fc2(hidden)))  # (B, K*R, classes)
     logits = logits.float().view(b, folds, r, -1).transpose(0, 1)  # (K, B, R, classes)
     targets = batch_targets.view(folds, b, r)
