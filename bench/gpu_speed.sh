@@ -16,8 +16,9 @@
 # (default 3 of `compile`; CONCURRENT=0 skips it). Every step has its own timeout (STEP_TIMEOUT,
 # 150 s), and a step that fails or times out is reported and the others still run.
 # First of all (about 1-2 minutes): bench/stacked_step.py, the paper preset's stage-1 step with K
-# folds stacked in one model (train/loso.py --stack-folds K), K = STACK_FOLDS (1 4 16 68), eager
-# and compiled: how far one step of many folds beats many steps of one (STACKED=0 skips it); then
+# folds stacked in one model (train/loso.py --stack-folds K), K = STACK_FOLDS (1 4 16 68) eager and
+# STACK_FOLDS_COMPILED (1 68) compiled and as CUDA graphs: how far one step of many folds beats
+# many steps of one (STACKED=0 skips it); then
 # bench/train.py with stage 1 of STACK_RUN (16) folds stacked, 2 epochs, one fold's features and
 # stage 2: seconds per fold with stacking (STACK_RUN=0 skips it; its own timeout, 300 s).
 # With little device time, the stacked rows and the CUDA-graph row first:
@@ -33,6 +34,7 @@ CONCURRENT_VARIANT=${CONCURRENT_VARIANT:-compile}
 VARIANTS=${VARIANTS:-eager-old eager compile cudagraphs}
 STACKED=${STACKED:-1}
 STACK_FOLDS=${STACK_FOLDS:-1 4 16 68}
+STACK_FOLDS_COMPILED=${STACK_FOLDS_COMPILED:-1 68}  # each K compiles anew (tens of seconds)
 STACK_RUN=${STACK_RUN:-16}
 LOGS=$(mktemp -d)
 START=$(date +%s)
@@ -54,10 +56,12 @@ timeout 60 "$PY" -c "import torch, transformers; print('torch', torch.__version_
 
 if [ "$STACKED" -gt 0 ]; then
     for mode in off default reduce-overhead; do
-        echo "== stacked folds: bench/stacked_step.py paper bf16, compile $mode, K = $STACK_FOLDS"
+        ks=$STACK_FOLDS
+        [ "$mode" = off ] || ks=$STACK_FOLDS_COMPILED
+        echo "== stacked folds: bench/stacked_step.py paper bf16, compile $mode, K = $ks"
         # shellcheck disable=SC2086
         timeout "$STEP_TIMEOUT" "$PY" bench/stacked_step.py --device cuda --precision bf16 --preset paper \
-            --folds $STACK_FOLDS --steps 10 --compile "$mode" 2>&1 | grep -v "Warning\|warn(" | tail -8
+            --folds $ks --steps 10 --compile "$mode" 2>&1 | grep -v "Warning\|warn(" | tail -8
         echo "  ($(( $(date +%s) - START )) s since the start)"
     done
 fi
