@@ -122,7 +122,7 @@ def test_svm_baselines_learn_and_seeds_and_table_command(synthetic_tiny, tiny_ro
             for path in (run / "folds").glob("*.json"):
                 record = json.loads(path.read_text())
                 assert record["fold"] not in record["train_subjects"] and len(record["train_subjects"]) == 8
-                assert record["method"] == method
+                assert record["method"] == method and record["device"] == "cpu"  # scikit-learn's SVMs
                 # SMIC has no annotated apex: its clips use the estimated one, flagged per prediction
                 apexes = {p["apex"] for p in record["predictions"]}
                 if record["database"] != "samm":  # (one tiny SAMM apex lies past its frames: clamped, estimated)
@@ -151,6 +151,13 @@ def test_bad_method_arguments_are_clear(synthetic_tiny, tmp_path):
     proc = command("loso.py", "--dataset", f"synthetic={synthetic_tiny.root}", "--seeds", "0", "0",
                    "--output-dir", tmp_path / "o", check=False)
     assert proc.returncode == 2 and "each seed once" in proc.stderr
+    # the compared methods train in float32 and fold by fold: the project's options are refused, in one line
+    proc = command("loso.py", "--dataset", f"synthetic={synthetic_tiny.root}", "--method", "ststnet",
+                   "--precision", "bf16", "--output-dir", tmp_path / "o", check=False)
+    assert proc.returncode == 2 and "--method ststnet trains in fp32" in proc.stderr and "Traceback" not in proc.stderr
+    proc = command("loso.py", "--dataset", f"synthetic={synthetic_tiny.root}", "--method", "ststnet",
+                   "--stack-folds", "2", "--output-dir", tmp_path / "o", check=False)
+    assert proc.returncode == 2 and "trains its folds one by one" in proc.stderr
     proc = command("table2.py", "--dataset", f"synthetic={synthetic_tiny.root}", "--output-dir", tmp_path / "t",
                    "--table-only", check=False)
     assert proc.returncode == 2 and "No finished method" in proc.stderr

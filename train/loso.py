@@ -41,7 +41,7 @@ from pathlib import Path
 # The command runs from a checkout without installation too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_mie.baselines.methods import METHODS
+from modeling_mie.baselines.methods import METHODS, SVM_METHODS
 from modeling_mie.errors import MieInputError
 from modeling_mie.files import write_json_atomically
 
@@ -198,6 +198,16 @@ def main(args) -> int:
     # checked first: a wrong --device is a one-line error before any data is read
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    if args.method != "aouayeb":
+        # the compared CNNs are small and train in float32 wherever they run; the SVMs on the CPU
+        if args.precision not in ("auto", "fp32"):
+            raise MieInputError(
+                f"--precision {args.precision} is for the project's model; --method {args.method} trains in fp32 "
+                "(leave --precision out)."
+            )
+        precision = "fp32"
+        if args.method in SVM_METHODS:
+            device = resolve_device("cpu")
     datasets = parse_dataset_specs(args.dataset)
     config = build_config(args)
     schedule = build_schedule(args)
@@ -315,6 +325,7 @@ def run_seed(args, seed, output_dir, data, config, schedule, folds, threads, dev
 
         used["method_settings"] = method_identity(args.method, args.preset)
         used["inputs"] = inputs
+        used["device"] = describe_device(device, precision)
     else:
         used.update({
             "model_config": config.to_dict(),
@@ -338,7 +349,7 @@ def run_seed(args, seed, output_dir, data, config, schedule, folds, threads, dev
             key=k, output_dir=str(output_dir), cache_path=inputs["folder"] if baseline else data.cache_path,
             rows=data.rows, config=config.to_dict(), schedule=fold_schedule, seed=seed, threads=threads,
             use_action_units=not args.no_action_units, show_progress=args.workers == 1 and not args.ray and not baseline,
-            device="cpu" if baseline else str(device), precision=precision, report_epochs=args.report_leakage,
+            device=str(device), precision=precision, report_epochs=args.report_leakage,
             method=args.method, compile="off" if baseline else args.compile,
         )
         for k in todo

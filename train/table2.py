@@ -54,7 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=None, help="region-crop cache, as train/loso.py")
     parser.add_argument("--preset", default="fast", help="fast (default: CPU schedules) or paper (the papers' schedules, for a GPU or a long run); "
                         "see docs/baselines.md")
-    parser.add_argument("--device", default="auto", help="where the project's model trains (train/loso.py --device)")
+    parser.add_argument("--device", default="auto",
+                        help="where the project's model and the compared CNNs train (train/loso.py --device)")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the table from finished runs")
     args = parser.parse_args(argv)
     if args.workers < 1:
@@ -74,9 +75,7 @@ def loso_command(args, method: str) -> list[str]:
         "--output-dir", str(args.output_dir / method), "--seeds", *map(str, args.seeds), "--report-leakage",
         "--resume", "--no-final", "--workers", str(args.workers),
     ]
-    command += ["--preset", args.preset]
-    if method == "aouayeb":
-        command += ["--device", args.device]
+    command += ["--preset", args.preset, "--device", args.device]  # the SVMs stay on the CPU whatever it says
     return command
 
 

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..devices import float32_mode
 from ..errors import MieInputError
 
 logger = logging.getLogger(__name__)
@@ -512,7 +513,7 @@ def _predict(model: nn.Module, inputs: torch.Tensor) -> np.ndarray:
         model.train(was_training)
     if not chunks:
         return np.zeros((0, model.head.out_features), np.float32)
-    return torch.cat(chunks).numpy().astype(np.float32)
+    return torch.cat(chunks).float().cpu().numpy()
 
 
 def train_flow_net(
@@ -525,6 +526,7 @@ def train_flow_net(
     num_classes: int = 3,
     report_epochs: bool = False,
     normalise: str = "minmax",
+    device: str | torch.device = "cpu",
 ) -> FlowNetOutcome:
     """Train a flow net on one fold's training rows, then predict its test rows.
 
@@ -542,6 +544,11 @@ def train_flow_net(
             the training or the final probabilities.
         normalise: "minmax" (each channel of each sample to [0, 1], as the papers' flow images)
             or "none" (`normalise_inputs`).
+        device: where it trains ("cpu", "cuda", "cuda:N" or a torch.device), in float32 (TF32
+            off on CUDA). The weights are initialised on the CPU and the batch order comes from a
+            CPU generator, so every device starts alike and sees the same batches; dropout draws
+            from the device's own generator, so a CUDA run differs from a CPU one (as the
+            project's model's do, docs/training.md).
 
     Returns:
         `FlowNetOutcome`: the test rows' softmax after the last epoch, the per-epoch ones when
@@ -569,11 +576,15 @@ def train_flow_net(
     rows = train_x.shape[0]
     epoch_probabilities: list[np.ndarray] = []
     losses: list[float] = []
-    # fork_rng: weights and dropout draw from torch's global generator, seeded here and put back
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    train_x, test_x, targets = train_x.to(device), test_x.to(device), targets.to(device)
+    # fork_rng: weights and dropout draw from torch's global generators, seeded here and put back
     # afterwards, so a caller's own random stream is not moved by training a baseline.
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), float32_mode(device, "fp32"):
         torch.manual_seed(int(seed))
-        model = build_flow_net(name, num_classes)
+        model = build_flow_net(name, num_classes).to(device)
         # Batch order from its own generator: the order depends on the seed only, not on how many
         # numbers the weights' initialisation or dropout drew.
         order_generator = torch.Generator().manual_seed(int(seed))
@@ -591,15 +602,18 @@ def train_flow_net(
         model.train()
         for _ in range(schedule.epochs):
             order = torch.randperm(rows, generator=order_generator) if schedule.shuffle else torch.arange(rows)
-            total = 0.0
+            order = order.to(device)
+            # summed where the model is, in float64 (the sums Python floats would make): no wait
+            # for the device at every batch
+            total = torch.zeros((), dtype=torch.float64, device=device)
             for begin in range(0, rows, schedule.batch_size):
                 index = order[begin : begin + schedule.batch_size]
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(train_x[index]), targets[index])
                 loss.backward()
                 optimizer.step()
-                total += loss.item() * len(index)
-            losses.append(total / rows)
+                total += loss.detach().double() * len(index)
+            losses.append(total.item() / rows)
             if report_epochs:
                 epoch_probabilities.append(_predict(model, test_x))
         probabilities = epoch_probabilities[-1].copy() if report_epochs else _predict(model, test_x)

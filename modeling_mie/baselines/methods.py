@@ -220,6 +220,7 @@ def run_baseline_fold(spec) -> dict:
     in the format of the project's model's folds."""
     import torch
 
+    from ..devices import describe_device, resolve_device
     from ..training import fold_seed
 
     start = time.perf_counter()
@@ -235,6 +236,7 @@ def run_baseline_fold(spec) -> dict:
     seed = fold_seed(spec.seed, spec.key)
     extra: dict = {}
     probabilities = None
+    device = "cpu"  # the SVMs are scikit-learn's; the CNNs train on spec.device
     if method in SVM_METHODS:
         from .svm import LinearSVM
 
@@ -250,8 +252,9 @@ def run_baseline_fold(spec) -> dict:
         settings["betas"] = tuple(settings.get("betas", (0.9, 0.999)))
         outcome = train_flow_net(
             method, inputs[~test], labels[~test], inputs[test], seed=seed, schedule=FlowNetSchedule(**settings),
-            report_epochs=spec.report_epochs,
+            report_epochs=spec.report_epochs, device=resolve_device(spec.device),
         )
+        device = describe_device(resolve_device(spec.device), "fp32")
         extra["schedule"] = spec.schedule
         probabilities = np.asarray(outcome.probabilities)
         predictions = probabilities.argmax(1)
@@ -268,7 +271,7 @@ def run_baseline_fold(spec) -> dict:
         "database": test_rows[0]["database"],
         "list_subject": test_rows[0]["megc_subject"] or test_rows[0]["subject"].split("/", 1)[-1],
         "seed": seed,
-        "device": "cpu",
+        "device": device,
         "train_clips": int((~test).sum()),
         "test_clips": int(test.sum()),
         "train_subjects": train_subjects,
