@@ -21,6 +21,8 @@
 # many steps of one (STACKED=0 skips it); then
 # bench/train.py with stage 1 of STACK_RUN (16) folds stacked, 2 epochs, one fold's features and
 # stage 2: seconds per fold with stacking (STACK_RUN=0 skips it; its own timeout, 300 s).
+# Then (BASELINES=1, about a minute) the compared CNNs on the GPU: bench/flow_nets.py --device cuda
+# --epochs 3, seconds per epoch of their paper schedules (train/loso.py --method ... --device cuda).
 # With little device time, the stacked rows and the CUDA-graph row first:
 #   CONCURRENT=0 VARIANTS="eager cudagraphs" bash bench/gpu_speed.sh
 set -uo pipefail
@@ -36,6 +38,7 @@ STACKED=${STACKED:-1}
 STACK_FOLDS=${STACK_FOLDS:-1 4 16 68}
 STACK_FOLDS_COMPILED=${STACK_FOLDS_COMPILED:-1 68}  # each K compiles anew (tens of seconds)
 STACK_RUN=${STACK_RUN:-16}
+BASELINES=${BASELINES:-1}
 LOGS=$(mktemp -d)
 START=$(date +%s)
 
@@ -70,6 +73,13 @@ if [ "$STACK_RUN" -gt 1 ]; then
     timeout 300 "$PY" bench/train.py --device cuda --precision bf16 --presets paper --epochs "$EPOCHS" \
         --stack-folds "$STACK_RUN" 2>&1 | grep -v "^\s*$" | grep -v "Warning\|warn(" | tail -6 \
         || echo "  stacked run FAILED or timed out"
+    echo "  ($(( $(date +%s) - START )) s since the start)"
+fi
+
+if [ "$BASELINES" -gt 0 ]; then
+    echo "== compared CNNs on the GPU: bench/flow_nets.py --device cuda --epochs 3 (paper schedules' batches)"
+    timeout "$STEP_TIMEOUT" "$PY" bench/flow_nets.py --device cuda --epochs 3 2>&1 | grep -v "Warning\|warn(" | tail -5 \
+        || echo "  flow_nets FAILED or timed out"
     echo "  ($(( $(date +%s) - START )) s since the start)"
 fi
 
