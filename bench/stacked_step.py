@@ -35,8 +35,8 @@ from modeling_mie.devices import (
     resolve_precision,
 )
 from modeling_mie.errors import MieInputError
-from modeling_mie.stacked import StackedAdam, _step_function, stack_region_cnns
-from modeling_mie.training import COMPILE_MODES, TRAINING_PRESETS
+from modeling_mie.stacked import StackedAdam, stack_region_cnns, stacked_batch_loss
+from modeling_mie.training import COMPILE_MODES, TRAINING_PRESETS, compiled_step
 
 PAPER_STEPS = 432 * 100  # stage-1 steps of one paper-preset fold (batch 64 over a composite fold's frames)
 
@@ -48,7 +48,7 @@ def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, pr
     cnn = stack_region_cnns([m.region_cnn for m in models], config).train()
     del models
     optimizer = StackedAdam(list(cnn.parameters()), folds, 1e-3)
-    step = _step_function(compile)
+    step = compiled_step(stacked_batch_loss, compile)
     r, c, (h, w) = config.num_regions, config.num_channels, config.crop_size
     frames = torch.randint(0, 256, (folds * batch, r, c, h, w), dtype=torch.uint8, device=device)
     firsts = torch.randint(0, 256, (folds * batch, r, c, h, w), dtype=torch.uint8, device=device)

@@ -150,9 +150,8 @@ def time_fold(preset: str, seed: int, device=None, precision: str = "fp32", epoc
 
 def _time_stacked(preset, config, schedule, clips, seed, device, precision, epochs, full, compile, stack) -> dict:
     """Stage 1 of the first `stack` subjects' folds at once (`train/loso.py --stack-folds`), then
-    features and stage 2 of the first fold: seconds per fold, stage 1 shared out over the group."""
-    if epochs is None and not full:
-        raise SystemExit("error: --stack-folds needs --epochs N or --full (the stacked stage 1 is timed by epochs)")
+    features and stage 2 of the first fold: seconds per fold, stage 1 shared out over the group
+    (timed by epochs: `main` asks for --epochs or --full)."""
     subjects = list(dict.fromkeys(c.subject for c in clips))[:stack]
     trains = [[c for c in clips if c.subject != s] for s in subjects]
     models, generators, dropout = start_folds(config, [(t, seed + i) for i, t in enumerate(trains)], device)

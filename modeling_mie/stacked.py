@@ -56,12 +56,12 @@ from .training import (
     _synchronize,
     _to_float,
     check_compile_mode,
+    compiled_step,
     finish_fold,
+    padded_batches,
     stage1_samples,
     start_fold,
 )
-
-_COMPILED: dict[str, object] = {}  # one compiled stacked step per mode and process
 
 
 # ---------------------------------------------------------------------------- weights
@@ -77,7 +77,7 @@ def stack_region_cnns(cnns: Sequence[MieRegionCNN], config: MieConfig) -> MieReg
             parts = [source[name] for source in sources]
             if any(p.shape[0] != regions for p in parts):  # every region parameter leads with its region
                 raise ValueError(f"{name}: expected {regions} regions first, got {[tuple(p.shape) for p in parts]}.")
-            param.data = torch.cat([p.detach() for p in parts]).clone()
+            param.data = torch.cat([p.detach() for p in parts])
     return stacked.to(_model_device(cnns[0]))
 
 
@@ -190,15 +190,6 @@ def stacked_batch_loss(
     return (losses * weights.unsqueeze(2)).sum(dim=(1, 2))
 
 
-def _step_function(mode: str):
-    if mode == "off":
-        return stacked_batch_loss
-    if mode not in _COMPILED:
-        options = {"mode": "reduce-overhead"} if mode == "reduce-overhead" else {}
-        _COMPILED[mode] = torch.compile(stacked_batch_loss, dynamic=False, **options)
-    return _COMPILED[mode]
-
-
 # ---------------------------------------------------------------------------- stage 1, stacked
 def train_stage1_stacked(
     models: Sequence[MieForVideoClassification],
@@ -254,29 +245,32 @@ def train_stage1_stacked(
 
     cnn = stack_region_cnns([m.region_cnn for m in models], config)
     optimizer = StackedAdam(list(cnn.parameters()), folds, schedule.stage1_lr, schedule.weight_decay)
-    step = _step_function(mode)
+    step = compiled_step(stacked_batch_loss, mode)
     size = schedule.stage1_batch_size
     hidden, p = config.cnn_hidden_size, float(config.cnn_dropout)
+    # Each fold's batches are the same every epoch but for their order: per step and fold, the loss
+    # weights (0 for padding), the real samples, and whether the fold steps at all (in the group's
+    # last steps, the shorter folds sit out)
+    steps = max(-(-n // size) for n in sizes)
+    weights = torch.zeros(steps, folds, size)
+    counts = [[0] * folds for _ in range(steps)]
+    for k, n in enumerate(sizes):
+        fold_weights, fold_counts = padded_batches(n, size, regions, torch.device("cpu"))
+        weights[: len(fold_counts), k] = fold_weights
+        for s, count in enumerate(fold_counts):
+            counts[s][k] = count
+    weights = weights.to(device)
+    real = torch.tensor(counts, dtype=torch.float64).to(device)  # (steps, K)
+    active = real > 0
     epoch_losses = torch.zeros(schedule.stage1_epochs, folds, dtype=torch.float64, device=device)
     samples = torch.tensor(sizes, dtype=torch.float64).to(device)
     cnn.train()
     for epoch in _epochs(progress, "stage1_cnn", schedule.stage1_epochs, device):
         # the batches of every fold this epoch: (steps, K, B) global frame indices, padding 0
-        orders = [x[torch.randperm(n, generator=g)] for x, n, g in zip(local, sizes, generators)]
-        steps = max(-(-n // size) for n in sizes)
-        index = torch.zeros(steps, folds, size, dtype=torch.long)
-        weights = torch.zeros(steps, folds, size)
-        counts = [[0] * folds for _ in range(steps)]
-        for k, order in enumerate(orders):
-            for s, start_i in enumerate(range(0, sizes[k], size)):
-                chosen = order[start_i : start_i + size]
-                index[s, k, : len(chosen)] = chosen
-                weights[s, k, : len(chosen)] = 1.0 / (len(chosen) * regions)
-                counts[s][k] = len(chosen)
-        index, weights = index.to(at), weights.to(device)
-        # per step and fold: the real samples, and whether the fold steps at all (one copy an epoch)
-        real = torch.tensor(counts, dtype=torch.float64).to(device)  # (steps, K)
-        active = real > 0
+        index = torch.zeros(folds, steps * size, dtype=torch.long)
+        for k, (x, n, g) in enumerate(zip(local, sizes, generators)):
+            index[k, :n] = x[torch.randperm(n, generator=g)]
+        index = index.view(folds, steps, size).transpose(0, 1).contiguous().to(at)
         totals = torch.zeros(folds, dtype=torch.float64, device=device)
         for s in range(steps):
             batch = index[s].flatten()  # (K * B,)

@@ -229,7 +229,7 @@ COMPILE_MODES = ("off", "default", "reduce-overhead")
 #: forward and backward, batch 64, bf16).
 CUDA_TUNING = True
 
-_COMPILED_STEPS: dict[str, Callable] = {}  # one compiled step per mode and process: folds share it
+_COMPILED_STEPS: dict[tuple[Callable, str], Callable] = {}  # per step function and mode, per process: folds share it
 
 
 def check_compile_mode(mode: str | None) -> str:
@@ -264,11 +264,15 @@ def stage1_batch_loss(
     return (losses.view(weights.shape[0], -1) * weights.unsqueeze(1)).sum()  # (b * R,) -> (b, R) -> ()
 
 
-def _compiled_step(mode: str) -> Callable:
-    if mode not in _COMPILED_STEPS:
+def compiled_step(function: Callable, mode: str) -> Callable:
+    """`function` (a stage-1 step's loss) as `mode` (`COMPILE_MODES`) runs it: itself when "off",
+    else compiled once per process."""
+    if mode == "off":
+        return function
+    if (function, mode) not in _COMPILED_STEPS:
         options = {"mode": "reduce-overhead"} if mode == "reduce-overhead" else {}
-        _COMPILED_STEPS[mode] = torch.compile(stage1_batch_loss, dynamic=False, **options)
-    return _COMPILED_STEPS[mode]
+        _COMPILED_STEPS[function, mode] = torch.compile(function, dynamic=False, **options)
+    return _COMPILED_STEPS[function, mode]
 
 
 def padded_batches(n: int, batch_size: int, regions: int, device: torch.device) -> tuple[torch.Tensor, list[int]]:
@@ -338,7 +342,7 @@ def train_stage1_cnn(
     n, size = len(frames), schedule.stage1_batch_size
     epoch_losses = torch.zeros(schedule.stage1_epochs, dtype=torch.float64, device=device)
     if mode != "off":
-        step = _compiled_step(mode)
+        step = compiled_step(stage1_batch_loss, mode)
         weights, counts = padded_batches(n, size, config.num_regions, device)
     cnn.train()
     for epoch in _epochs(progress, "stage1_cnn", schedule.stage1_epochs, device):

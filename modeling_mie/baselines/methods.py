@@ -250,11 +250,12 @@ def run_baseline_fold(spec) -> dict:
 
         settings = dict(spec.schedule)
         settings["betas"] = tuple(settings.get("betas", (0.9, 0.999)))
+        where = resolve_device(spec.device)
         outcome = train_flow_net(
             method, inputs[~test], labels[~test], inputs[test], seed=seed, schedule=FlowNetSchedule(**settings),
-            report_epochs=spec.report_epochs, device=resolve_device(spec.device),
+            report_epochs=spec.report_epochs, device=where,
         )
-        device = describe_device(resolve_device(spec.device), "fp32")
+        device = describe_device(where, "fp32")
         extra["schedule"] = spec.schedule
         probabilities = np.asarray(outcome.probabilities)
         predictions = probabilities.argmax(1)
