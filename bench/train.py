@@ -19,8 +19,8 @@ schedule with no extrapolation. Seconds per epoch are printed with each figure.
 `--compile [reduce-overhead]` compiles stage 1's steps as `train/loso.py --compile` does; the first
 epoch then includes the compilation, printed apart (first epoch minus the median of the others).
 `--stack-folds K` (with `--epochs N` or `--full`) trains stage 1 of the first K subjects' folds at once
-as `train/loso.py --stack-folds K` does and shares its time out over them; features and stage 2 are
-the first fold's. `--no-cuda-tuning` runs stage 1 on CUDA without the fused Adam
+as `train/loso.py --stack-folds K` does, then extracts all K folds' features in one stacked pass, and
+shares both times out over them; stage 2 is the first fold's. `--no-cuda-tuning` runs stage 1 on CUDA without the fused Adam
 (`training.CUDA_TUNING`), the path before it, to measure what it gives.
 
 Last line: `fold_s_fast=<x> fold_s_paper=<y>` (only the presets that ran), then, where epochs were
@@ -53,7 +53,7 @@ from modeling_mie.devices import (  # noqa: E402
     resolve_precision,
 )
 from modeling_mie.errors import MieInputError  # noqa: E402
-from modeling_mie.stacked import start_folds, train_stage1_stacked  # noqa: E402
+from modeling_mie.stacked import stacked_features, start_folds, train_stage1_stacked  # noqa: E402
 from modeling_mie.training import (  # noqa: E402
     COMPILE_MODES,
     TRAINING_PRESETS,
@@ -149,9 +149,9 @@ def time_fold(preset: str, seed: int, device=None, precision: str = "fp32", epoc
 
 
 def _time_stacked(preset, config, schedule, clips, seed, device, precision, epochs, full, compile, stack) -> dict:
-    """Stage 1 of the first `stack` subjects' folds at once (`train/loso.py --stack-folds`), then
-    features and stage 2 of the first fold: seconds per fold, stage 1 shared out over the group
-    (timed by epochs: `main` asks for --epochs or --full)."""
+    """Stage 1 of the first `stack` subjects' folds at once (`train/loso.py --stack-folds`), their
+    features in one stacked pass, then stage 2 of the first fold: seconds per fold, stage 1 and
+    features shared out over the group (timed by epochs: `main` asks for --epochs or --full)."""
     subjects = list(dict.fromkeys(c.subject for c in clips))[:stack]
     trains = [[c for c in clips if c.subject != s] for s in subjects]
     models, generators, dropout = start_folds(config, [(t, seed + i) for i, t in enumerate(trains)], device)
@@ -166,8 +166,16 @@ def _time_stacked(preset, config, schedule, clips, seed, device, precision, epoc
         result["stage1_epoch_s"] = clock.epochs("stage1_cnn")  # of the whole group
         group = report.seconds if full else scaled(result["stage1_epoch_s"], schedule.stage1_epochs)
         result["stage1_s"] = group / len(trains)
-        del models[1:]
-        _after_stage1(result, clock, models[0], clips, trains[0], run, generators[0], precision, subjects[0])
+        # every fold's features of every clip (its training and test clips), in one stacked pass
+        start = time.perf_counter()
+        features = stacked_features(models, [clips] * len(models), schedule.num_frames, precision)
+        result["features_s"] = (time.perf_counter() - start) / len(trains)
+        del models[1:], features[1:]
+        train_features = [f for f, c in zip(features[0], clips) if c.subject != subjects[0]]
+        clock.start("stage2_temporal")
+        report = train_stage2_temporal(models[0], train_features, trains[0], run, generators[0], clock)
+        result["stage2_s"] = report.seconds
+        result["stage2_epoch_s"] = clock.epochs("stage2_temporal")
     if not full:
         result["stage2_s"] = scaled(result["stage2_epoch_s"], schedule.stage2_epochs)
     result["extrapolated"] = not full
@@ -255,7 +263,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     how = f"compile {args.compile}" + ("" if training.CUDA_TUNING or device.type != "cuda" else ", no CUDA tuning")
     if args.stack_folds > 1:
-        how += f"; stage 1 of {args.stack_folds} folds stacked, its time shared out per fold"
+        how += f"; stage 1 and features of {args.stack_folds} folds stacked, their time shared out per fold"
     print(f"composite-shaped data: 442 clips, 68 subjects; {torch.get_num_threads()} threads; "
           f"device {describe_device(device, precision)}; {how}; torch {torch.__version__}")
     results = {}

@@ -59,6 +59,7 @@ from .training import (
     compiled_step,
     finish_fold,
     padded_batches,
+    region_features,
     stage1_samples,
     start_fold,
 )
@@ -312,6 +313,34 @@ def train_stage1_stacked(
     ]
 
 
+# ---------------------------------------------------------------------------- features
+def stacked_features(
+    models: Sequence[MieForVideoClassification],
+    clip_sets: Sequence[Sequence[ClipTensors]],
+    num_frames: int,
+    precision: str = "fp32",
+    batch_frames: int = 512,
+) -> list[list[torch.Tensor]]:
+    """`training.extract_features` of `models[k]` on `clip_sets[k]`, for every k in one pass:
+    the folds' region CNNs stacked (`stack_region_cnns`) over every clip any fold reads, each
+    clip's frames read and moved to the device once. `result[k][i]` is fold k's (T, R, F)
+    features of `clip_sets[k][i]`."""
+    if len(models) != len(clip_sets):
+        raise ValueError("stacked_features needs one clip set per model.")
+    position: dict[int, int] = {}
+    union: list[ClipTensors] = []
+    for clips in clip_sets:
+        for clip in clips:
+            if id(clip) not in position:
+                position[id(clip)] = len(union)
+                union.append(clip)
+    config = models[0].config
+    cnn = stack_region_cnns([m.region_cnn for m in models], config)
+    every = region_features(cnn, config, union, num_frames, batch_frames, precision, folds=len(models))
+    del cnn
+    return [[every[k][position[id(c)]] for c in clips] for k, clips in enumerate(clip_sets)]
+
+
 # ---------------------------------------------------------------------------- folds
 def start_folds(
     config: MieConfig, folds: Sequence[tuple[Sequence[ClipTensors], int]], device: torch.device
@@ -346,8 +375,9 @@ def train_folds(
     """`training.train_model` for several folds (train clips, test clips, seed), stage 1 stacked.
 
     Each fold starts from the model and generators `train_model` would give it, stage 1 trains all
-    folds together (`train_stage1_stacked`), and the rest (features, stage 2, fine-tune,
-    prediction) runs fold by fold from the global generator state the fold would have had. On the
+    folds together (`train_stage1_stacked`), the features of every fold after stage 1 in one pass
+    of the stacked CNN (`stacked_features`), and the rest (stage 2, fine-tune, prediction) runs
+    fold by fold from the global generator state the fold would have had. On the
     CPU every fold's outcome equals `train_model`'s to rounding; on a GPU the dropout masks come
     from per-fold generators instead of the global one (as a GPU run already differs from a CPU
     run; docs/training.md). `on_outcome(i, outcome)`, if given, is called as each fold finishes.
@@ -360,17 +390,27 @@ def train_folds(
         reports = train_stage1_stacked(
             models, [f[0] for f in folds], schedule, generators, dropout, progress, precision, compile
         )
+        # every fold's features of every clip it reads (its training clips, then its test clips,
+        # which no training stage reads), in one pass of the stacked CNN
+        start = time.perf_counter()
+        features = stacked_features(models, [[*f[0], *f[1]] for f in folds], schedule.num_frames, precision)
+        share = (time.perf_counter() - start) / len(folds)
     outcomes = []
     for i, ((train_clips, test_clips, _), model, generator, rng, stage1) in enumerate(
         zip(folds, models, generators, dropout, reports)
     ):
+        own = features[i]
+        features[i] = None  # each fold's features go as it finishes
         # continue from where this fold's own global generator would be after stage 1
         if device.type == "cuda":
             torch.cuda.set_rng_state(rng.get_state(), device)
         else:
             torch.set_rng_state(rng.get_state())
         outcomes.append(
-            finish_fold(model, stage1, train_clips, test_clips, schedule, generator, progress, precision, report_epochs)
+            finish_fold(
+                model, stage1, train_clips, test_clips, schedule, generator, progress, precision, report_epochs,
+                features=(own[: len(train_clips)], own[len(train_clips) :]), features_seconds=share,
+            )
         )
         if on_outcome is not None:
             on_outcome(i, outcomes[-1])
@@ -381,6 +421,7 @@ __all__ = [
     "StackedAdam",
     "stack_region_cnns",
     "stacked_batch_loss",
+    "stacked_features",
     "start_folds",
     "train_folds",
     "train_stage1_stacked",

@@ -20,6 +20,7 @@ from .devices import (
 )
 from .modeling_mie import (
     MieForVideoClassification,
+    MieRegionCNN,
     focal_loss,
     inverse_frequency_alpha,
     region_cnn_input,
@@ -397,43 +398,59 @@ def extract_features(
     precision: str = "fp32",
 ) -> list[torch.Tensor]:
     """Frozen-CNN region features of each clip: a list of (T_i, regions, features) float32
-    tensors on the model's device.
-
-    Frames are resampled to `num_frames` per clip (evenly spaced; all if 0) and run through
-    the CNN in batches of about `batch_frames` frames from several clips at once; each batch
-    moves to the model's device as uint8 in one copy and becomes float there. `precision`
-    "bf16" runs the CNN under autocast (the features come back as float32).
-    """
+    tensors on the model's device (`region_features` of the model's region CNN)."""
     model.eval()
-    device = _model_device(model)
-    selected = [c.crops[torch.from_numpy(frame_indices(c.crops.shape[0], num_frames))] for c in clips]
-    firsts = [c.crops[:1] for c in clips]  # (1, R, C, H, W): the frame onset differences refer to
+    return region_features(model.region_cnn, model.config, clips, num_frames, batch_frames, precision)[0]
+
+
+@torch.inference_mode()
+def region_features(
+    cnn: MieRegionCNN,
+    config: MieConfig,
+    clips: Sequence[ClipTensors],
+    num_frames: int,
+    batch_frames: int = 512,
+    precision: str = "fp32",
+    folds: int = 1,
+) -> list[list[torch.Tensor]]:
+    """Region features of each clip under each of `folds` region CNNs stacked in `cnn` (fold k's
+    regions at k*R .. k*R + R - 1, `modeling_mie.stacked`; 1: a model's own CNN): `result[k][i]`
+    is fold k's (T_i, R, features) float32 tensor for clip i, on the CNN's device.
+
+    Frames are resampled to `num_frames` per clip (evenly spaced; all if 0). Every selected frame
+    of every clip moves to the device once (`devices.stage_tensor`: in one copy where it fits) and
+    runs through the CNN in slices of the same `batch_frames // folds` frames (a clip may span two
+    slices: each frame only needs its clip's first frame), so the device sees one shape however
+    long the clips are. With several folds, each frame is read once and its regions repeated for
+    every fold. `precision` "bf16" runs the CNN under autocast (the features come back as float32).
+    """
+    cnn.eval()
+    device = next(cnn.parameters()).device
+    regions = config.num_regions
+    indices = [frame_indices(c.crops.shape[0], num_frames) for c in clips]
+    # every frame: the clip itself (torch.cat below makes the one copy)
+    selected = [c.crops if len(i) == c.crops.shape[0] else c.crops[torch.from_numpy(i)] for c, i in zip(clips, indices)]
     lengths = [s.shape[0] for s in selected]
-    out: list[torch.Tensor] = []
-    pending: list[int] = []  # clip indices of the next batch
-    pending_frames = 0
-
-    def flush():
-        nonlocal pending, pending_frames
-        if pending:
-            sizes = [lengths[i] for i in pending]
-            frames = torch.cat([selected[i] for i in pending]).to(device, non_blocking=True)  # (n, R, C, H, W) uint8
-            first = torch.cat([firsts[i] for i in pending]).to(device, non_blocking=True)  # (clips, R, C, H, W)
-            owner = torch.repeat_interleave(torch.arange(len(pending)), torch.tensor(sizes)).to(device)  # (n,)
-            with autocast(device, precision):
-                feats, _ = model.region_cnn(region_cnn_input(model.config, _to_float(frames), _to_float(first[owner])))
-            out.extend(feats.float().split(sizes))
-            pending, pending_frames = [], 0
-
-    for i, s in enumerate(selected):
-        pending.append(i)
-        pending_frames += s.shape[0]
-        if pending_frames >= batch_frames:
-            flush()
-    flush()
+    if not clips:
+        return [[] for _ in range(folds)]
+    frames = stage_tensor(torch.cat(selected), device)  # (N, R, C, H, W) uint8
+    del selected
+    firsts = torch.stack([c.crops[0] for c in clips]).to(device)  # the frame onset differences refer to
+    owners = torch.repeat_interleave(torch.arange(len(clips)), torch.tensor(lengths)).to(frames.device)
+    size = max(1, batch_frames // folds)
+    out = []
+    for start in range(0, frames.shape[0], size):
+        batch = frames[start : start + size].to(device, non_blocking=True)
+        first = firsts[owners[start : start + size].to(device)]
+        with autocast(device, precision):
+            x = region_cnn_input(config, _to_float(batch), _to_float(first))  # (n, R, C, H, W)
+            if folds > 1:
+                x = x.repeat(1, folds, 1, 1, 1)  # (n, K*R, C, H, W): fold-major, as the CNN stacks them
+            feats, _ = cnn(x)
+        out.append(feats.float())
+    feats = torch.cat(out).view(frames.shape[0], folds, regions, -1)
     _synchronize(device)
-    assert [o.shape[0] for o in out] == lengths
-    return [o.clone() for o in out]
+    return [[f.clone() for f in feats[:, k].split(lengths)] for k in range(folds)]
 
 
 # ---------------------------------------------------------------------------- stage 2
@@ -657,20 +674,34 @@ def finish_fold(
     progress: Progress | None,
     precision: str,
     report_epochs: bool,
+    features: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
+    features_seconds: float = 0.0,
 ) -> FoldOutcome:
     """Everything of `train_model` after stage 1: features, stage 2, the optional fine-tune and
-    the test clips' probabilities; the model goes back to the CPU."""
+    the test clips' probabilities; the model goes back to the CPU.
+
+    `features`, if given, are the train and test clips' features under the fold's region CNN as
+    stage 1 left it (computed for a stacked group at once, `modeling_mie.stacked`), and
+    `features_seconds` this fold's share of their time. The test clips' features are read only
+    after stage 2 and the fine-tune, to predict them when the CNN is still stage 1's (no
+    fine-tune), and by the leakage report; they never reach a training stage."""
     import time
 
     device = _model_device(model)
     config = model.config
+    frozen = schedule.finetune_epochs <= 0  # the CNN that predicts is stage 1's
     with float32_mode(device, precision):
         start = time.perf_counter()
-        train_features = extract_features(model, train_clips, schedule.num_frames, precision=precision)
-        features_seconds = time.perf_counter() - start
+        if features is None:
+            train_features = extract_features(model, train_clips, schedule.num_frames, precision=precision)
+            test_features = None  # featurised for prediction, after training, or now for the leakage report
+            if test_clips and report_epochs:
+                test_features = extract_features(model, test_clips, schedule.num_frames, precision=precision)
+        else:
+            train_features, test_features = features
+        features_seconds += time.perf_counter() - start
         on_epoch, epoch_probabilities = None, []
         if report_epochs and test_clips:
-            test_features = extract_features(model, test_clips, schedule.num_frames, precision=precision)
 
             def on_epoch():
                 epoch_probabilities.append(_probabilities_from_features(model, test_features))
@@ -684,7 +715,9 @@ def finish_fold(
         probabilities = torch.empty(0, config.num_labels)
         if test_clips:
             start = time.perf_counter()
-            probabilities = predict_clips(model, test_clips, schedule.num_frames, precision=precision)
+            probabilities = predict_clips(
+                model, test_clips, schedule.num_frames, features=test_features if frozen else None, precision=precision
+            )
             features_seconds += time.perf_counter() - start
     model.eval()
     prepare_model(model, torch.device("cpu"))

@@ -8,6 +8,7 @@ import torch
 from modeling_mie.stacked import (
     StackedAdam,
     stack_region_cnns,
+    stacked_features,
     start_folds,
     train_folds,
     train_stage1_stacked,
@@ -16,6 +17,7 @@ from modeling_mie.stacked import (
 from modeling_mie.training import (
     ClipTensors,
     TrainingSchedule,
+    extract_features,
     start_fold,
     train_model,
     train_stage1_cnn,
@@ -136,6 +138,41 @@ def test_train_folds_equals_train_model_fold_by_fold(tiny_config):
         torch.testing.assert_close(outcome.probabilities, alone.probabilities, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(outcome.epoch_probabilities, alone.epoch_probabilities, rtol=1e-4, atol=1e-5)
         assert outcome.probabilities.shape == (len(test), tiny_config.num_labels)
+
+
+@pytest.mark.parametrize("num_frames", [0, 5])
+def test_features_do_not_depend_on_how_frames_are_sliced(tiny_config, num_frames):
+    """Slices of 3 frames cut clips in two: each frame must still take its own clip's onset."""
+    tiny_config.input_mode = "onset_difference"  # every frame minus its clip's first
+    clips = _clips(tiny_config)
+    model, _ = start_fold(tiny_config, clips, 0, torch.device("cpu"))
+    whole = extract_features(model, clips, num_frames)
+    sliced = extract_features(model, clips, num_frames, batch_frames=3)
+    alone = [extract_features(model, [c], num_frames)[0] for c in clips]
+    assert [f.shape[0] for f in whole] == [min(c.crops.shape[0], num_frames or 99) for c in clips]
+    for a, b, c in zip(whole, sliced, alone):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, c)
+
+
+def test_stacked_features_are_each_folds_own(tiny_config):
+    """One pass of the stacked CNN gives fold k what fold k's own CNN gives, for its own clips
+    (uneven sets, shared clips, slices that cut clips), after a stacked stage 1."""
+    tiny_config.input_mode = "onset_difference"
+    clips = _clips(tiny_config, count=15)
+    folds = _folds(clips, ["toy/0", "toy/2", "toy/4"])
+    models, generators, dropout = start_folds(tiny_config, [(train, seed) for train, _, seed in folds], torch.device("cpu"))
+    train_stage1_stacked(models, [f[0] for f in folds], SCHEDULE, generators, dropout)
+    sets = [f[1] + f[0] for f in folds]
+    stacked = stacked_features(models, sets, num_frames=4, batch_frames=7)
+    assert [len(s) for s in stacked] == [len(s) for s in sets]
+    for model, clip_set, features in zip(models, sets, stacked):
+        for own, theirs in zip(extract_features(model, clip_set, 4), features):
+            torch.testing.assert_close(theirs, own, rtol=1e-5, atol=1e-6)
+    # the folds' CNNs differ, so a mix-up of folds cannot pass
+    assert not torch.allclose(stacked[0][0], extract_features(models[1], sets[0][:1], 4)[0])
+    with pytest.raises(ValueError, match="one clip set per model"):
+        stacked_features(models, sets[:2], 4)
 
 
 def test_stacked_stage1_refuses_mismatched_inputs(tiny_config):
