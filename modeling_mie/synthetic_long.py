@@ -268,7 +268,7 @@ class LongHeadTurn:
 
 
 @dataclass
-class LongVideo:
+class PlannedVideo:
     """One planned long video: its names on disk, its events and its nuisances.
 
     Attributes:
@@ -336,12 +336,12 @@ class LongVideoPlan:
     variety: str
     settings: dict
     subjects: dict[str, SyntheticSubject]  # key "<layout>/<subject>"
-    videos: list[LongVideo] = field(default_factory=list)
+    videos: list[PlannedVideo] = field(default_factory=list)
 
-    def subject_of(self, video: LongVideo) -> SyntheticSubject:
+    def subject_of(self, video: PlannedVideo) -> SyntheticSubject:
         return self.subjects[f"{video.layout}/{video.subject}"]
 
-    def video(self, key: str) -> LongVideo:
+    def video(self, key: str) -> PlannedVideo:
         for v in self.videos:
             if v.key == key:
                 return v
@@ -459,7 +459,7 @@ def _stochastic_round(x: float, rng) -> int:
     return math.floor(x + rng.random())
 
 
-def _plan_video(layout, subject: SyntheticSubject, i: int, j: int, seconds, seed, style, head_motion, blinks_only) -> LongVideo:
+def _plan_video(layout, subject: SyntheticSubject, i: int, j: int, seconds, seed, style, head_motion, blinks_only) -> PlannedVideo:
     fps = LAYOUT_FPS[layout]
     name = subject.subject
     low, high = seconds or _DEFAULT_SECONDS[layout]
@@ -482,7 +482,7 @@ def _plan_video(layout, subject: SyntheticSubject, i: int, j: int, seconds, seed
         else None
     )
     rng = _rng(seed, "long", "session", layout, name, j)
-    return LongVideo(
+    return PlannedVideo(
         layout=layout, subject=name, subject_index=subject_index, video=video, video_name=video_name, code=code,
         inducement=inducement, fps=fps, num_frames=num_frames, frame_size=subject.frame_size, grey=subject.grey,
         expressions=expressions, blinks=blinks, turns=turns, head_motion=slow,
@@ -627,7 +627,7 @@ def _plan_blinks(rng, num_frames: int, fps: int, expressions: list[LongExpressio
 
 
 # --------------------------------------------------------------------------- courses
-def _view(video: LongVideo, **changes) -> SyntheticClip:
+def _view(video: PlannedVideo, **changes) -> SyntheticClip:
     """The video (or a piece of it) as a `SyntheticClip`, so that the clip generator's functions
     (`_render_base`, `expression_field`, `expression_course`, `blink_course`) draw it."""
     clip = SyntheticClip(
@@ -640,7 +640,7 @@ def _view(video: LongVideo, **changes) -> SyntheticClip:
     return dataclasses.replace(clip, **changes)
 
 
-def expression_strength(video: LongVideo, expression: LongExpression) -> np.ndarray:
+def expression_strength(video: PlannedVideo, expression: LongExpression) -> np.ndarray:
     """(offset - onset + 1,) the expression's strength from its onset to its offset: 0 at both,
     1 at the apex and through the hold; the clip generator's time course of the video's style."""
     core = expression.num_frames - expression.hold
@@ -650,7 +650,7 @@ def expression_strength(video: LongVideo, expression: LongExpression) -> np.ndar
     return np.concatenate([course[: apex + 1], np.ones(expression.hold), course[apex + 1 :]])
 
 
-def blink_strength(video: LongVideo, blink: LongBlink) -> np.ndarray:
+def blink_strength(video: PlannedVideo, blink: LongBlink) -> np.ndarray:
     """(end - start + 1,) eyelid closure of the blink, > 0 on every frame, `closure` at its most."""
     frames = blink.end - blink.start + 1
     # one open frame before the blink, then the clip generator's close-and-reopen course
@@ -675,7 +675,7 @@ def _wave_extreme(num_frames: int, fps: float, f1: float, f2: float, phase1: flo
     return best
 
 
-def head_pose_course(video: LongVideo | dict, dlib68: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+def head_pose_course(video: PlannedVideo | dict, dlib68: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
     """The video's rigid head motion over frames `start`..`stop - 1` as one affine per frame.
 
     As `synthetic.head_motion_course`: frame t shows its still frame (expression, blink) warped by
@@ -726,7 +726,7 @@ def head_pose_course(video: LongVideo | dict, dlib68: np.ndarray, start: int = 0
 
 
 # --------------------------------------------------------------------------- rendering
-def long_video_landmarks(plan: LongVideoPlan, video: LongVideo | str, faces: dict[str, BaseFace] | None = None) -> np.ndarray:
+def long_video_landmarks(plan: LongVideoPlan, video: PlannedVideo | str, faces: dict[str, BaseFace] | None = None) -> np.ndarray:
     """(68, 2) float64 landmarks of the video's still face (frame 0), px, rounded to 1/100 px as
     the manifest writes them; computed from the identity geometry, no pixels drawn."""
     video = plan.video(video) if isinstance(video, str) else video
@@ -737,7 +737,7 @@ def long_video_landmarks(plan: LongVideoPlan, video: LongVideo | str, faces: dic
 
 def render_long_video(
     plan: LongVideoPlan,
-    video: LongVideo | str,
+    video: PlannedVideo | str,
     faces: dict[str, BaseFace] | None = None,
     *,
     start: int = 0,
@@ -939,7 +939,7 @@ def _write_samm_emotion_workbook(path: Path, rows: list[list]) -> None:
 
 
 # --------------------------------------------------------------------------- writing
-def _video_record(plan: LongVideoPlan, video: LongVideo) -> dict:
+def _video_record(plan: LongVideoPlan, video: PlannedVideo) -> dict:
     record = dataclasses.asdict(video)
     subject = plan.subject_of(video)
     record.update(
@@ -950,17 +950,17 @@ def _video_record(plan: LongVideoPlan, video: LongVideo) -> dict:
     return record
 
 
-def _digest(plan: LongVideoPlan, video: LongVideo) -> str:
+def _digest(plan: LongVideoPlan, video: PlannedVideo) -> str:
     """What decides a video's bytes: its plan, its subject and the generator version."""
     words = {"video": dataclasses.asdict(video), "subject": dataclasses.asdict(plan.subject_of(video)), "version": GENERATOR_VERSION}
     return hashlib.sha256(json.dumps(words, sort_keys=True, default=list).encode()).hexdigest()
 
 
-def _marker(out: Path, video: LongVideo) -> Path:
+def _marker(out: Path, video: PlannedVideo) -> Path:
     return out / _STATE_DIR / "done" / (video.key.replace("/", "__") + ".json")
 
 
-def _video_done(out: Path, plan: LongVideoPlan, video: LongVideo) -> bool:
+def _video_done(out: Path, plan: LongVideoPlan, video: PlannedVideo) -> bool:
     marker = _marker(out, video)
     folder = out / video.relative_dir()
     if not marker.is_file() or not folder.is_dir():
@@ -1031,7 +1031,7 @@ def generate_long_videos(
     workers: int | None = None,
     overwrite: bool = False,
     faces: dict[str, BaseFace] | None = None,
-    progress: Callable[[LongVideo, int, int, float | None], None] | None = None,
+    progress: Callable[[PlannedVideo, int, int, float | None], None] | None = None,
 ) -> Path:
     """Render a planned set of long videos into `out` in the CAS(ME)^2 / SAMM-LV layouts.
 
@@ -1209,7 +1209,7 @@ def main(argv=None) -> int:
         flush=True,
     )
 
-    def progress(video: LongVideo, done: int, total: int, seconds: float | None) -> None:
+    def progress(video: PlannedVideo, done: int, total: int, seconds: float | None) -> None:
         micro = sum(e.kind == "micro" for e in video.expressions)
         what = f"{micro} micro, {len(video.expressions) - micro} macro, {len(video.blinks)} blinks"
         if seconds is None:
