@@ -19,7 +19,7 @@
 # folds stacked in one model (train/loso.py --stack-folds K), K = STACK_FOLDS (1 4 16 68) eager and
 # STACK_FOLDS_COMPILED (1 68) compiled and as CUDA graphs: how far one step of many folds beats
 # many steps of one (STACKED=0 skips it); then
-# bench/train.py with stage 1 of STACK_RUN (16) folds stacked, 2 epochs, one fold's features and
+# bench/train.py with stage 1 and the features of STACK_RUN (16) folds stacked, 2 epochs, and one fold's
 # stage 2: seconds per fold with stacking (STACK_RUN=0 skips it; its own timeout, 300 s).
 # Then (BASELINES=1, about a minute) the compared CNNs on the GPU: bench/flow_nets.py --device cuda
 # --epochs 3, seconds per epoch of their paper schedules (train/loso.py --method ... --device cuda).
