@@ -56,10 +56,10 @@ from .training import (
     _synchronize,
     _to_float,
     check_compile_mode,
+    cnn_features,
     compiled_step,
     finish_fold,
     padded_batches,
-    region_features,
     stage1_samples,
     start_fold,
 )
@@ -336,7 +336,7 @@ def stacked_features(
                 union.append(clip)
     config = models[0].config
     cnn = stack_region_cnns([m.region_cnn for m in models], config)
-    every = region_features(cnn, config, union, num_frames, batch_frames, precision, folds=len(models))
+    every = cnn_features(cnn, config, union, num_frames, batch_frames, precision, folds=len(models))
     del cnn
     return [[every[k][position[id(c)]] for c in clips] for k, clips in enumerate(clip_sets)]
 

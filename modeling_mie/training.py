@@ -398,13 +398,13 @@ def extract_features(
     precision: str = "fp32",
 ) -> list[torch.Tensor]:
     """Frozen-CNN region features of each clip: a list of (T_i, regions, features) float32
-    tensors on the model's device (`region_features` of the model's region CNN)."""
+    tensors on the model's device (`cnn_features` of the model's region CNN)."""
     model.eval()
-    return region_features(model.region_cnn, model.config, clips, num_frames, batch_frames, precision)[0]
+    return cnn_features(model.region_cnn, model.config, clips, num_frames, batch_frames, precision)[0]
 
 
 @torch.inference_mode()
-def region_features(
+def cnn_features(
     cnn: MieRegionCNN,
     config: MieConfig,
     clips: Sequence[ClipTensors],
@@ -741,6 +741,7 @@ __all__ = [
     "FoldOutcome",
     "StageReport",
     "TrainingSchedule",
+    "cnn_features",
     "extract_features",
     "finetune_end_to_end",
     "finish_fold",
