@@ -122,7 +122,7 @@ def render_example_frames(plan, clip, faces, size: int | None = EXAMPLE_SIZE, nu
     `size=None` keeps the whole frame at the generator's resolution instead (e.g. 640 x 480).
     """
     cv2 = _require_cv2()
-    from .synthetic import render_synthetic_clip
+    from .synthetic_faces import render_synthetic_clip
 
     frames, dlib68 = render_synthetic_clip(plan, clip, faces, nuisances=nuisances)
     if frames.ndim == 3:  # grey subjects (SAMM-like): the browser wants colour

@@ -104,32 +104,34 @@ from .synthetic import (
     _NEGATIVE_EMOTIONS,
     _WIDE_AMPLITUDE,
     _WORKER_FACES,
-    _WRINKLE_GAIN,
     MEGC_CLASSES,
     STYLES,
     VARIETIES,
-    BaseFace,
     SyntheticClip,
     SyntheticSubject,
     _au_string,
-    _blink_field,
     _encode,
     _expression_for,
-    _identity_geometry,
     _init_worker,
     _objective_class,
     _pick,
     _plan_head_motion,
     _plan_subject,
-    _render_base,
     _rng,
     _save_workbook,
     _u,
     _widen,
+    load_base_faces,
+)
+from .synthetic_faces import (
+    _WRINKLE_GAIN,
+    BaseFace,
+    _blink_field,
+    _identity_geometry,
+    _render_base,
     blink_course,
     expression_course,
     expression_field,
-    load_base_faces,
 )
 
 logger = logging.getLogger(__name__)
@@ -221,7 +223,7 @@ class LongExpression:
         label, megc_class: MEGC class 0/1/2 and its name (negative, positive, surprise).
         emotion: the raw emotion (CAS(ME)^2 self-report "disgust", SAMM "Anger").
         action_units: [(AU, side "L"/"R"/"", intensity)]; au_string: as the workbook writes them.
-        amplitude: px of an AU at intensity 1 at the apex (`synthetic.expression_field`).
+        amplitude: px of an AU at intensity 1 at the apex (`synthetic_faces.expression_field`).
     """
 
     name: str
@@ -659,7 +661,7 @@ def blink_strength(video: PlannedVideo, blink: LongBlink) -> np.ndarray:
 
 
 def _raw_wave(t: np.ndarray, f1: float, f2: float, phase1: float, phase2: float) -> np.ndarray:
-    """`synthetic._slow_wave` before its scaling: 0 at t = 0."""
+    """`synthetic_faces._slow_wave` before its scaling: 0 at t = 0."""
     return np.sin(2 * np.pi * f1 * t + phase1) - math.sin(phase1) + 0.5 * (np.sin(2 * np.pi * f2 * t + phase2) - math.sin(phase2))
 
 
@@ -678,7 +680,7 @@ def _wave_extreme(num_frames: int, fps: float, f1: float, f2: float, phase1: flo
 def head_pose_course(video: PlannedVideo | dict, dlib68: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
     """The video's rigid head motion over frames `start`..`stop - 1` as one affine per frame.
 
-    As `synthetic.head_motion_course`: frame t shows its still frame (expression, blink) warped by
+    As `synthetic_faces.head_motion_course`: frame t shows its still frame (expression, blink) warped by
     A_t, a similarity about the face centre c (the mean of `dlib68`), x' = s R(theta) (x - c) + c +
     (tx, ty). Each of theta (deg), tx, ty (px) and s - 1 is the slow wave of `head_motion`, scaled
     so that it reaches exactly its planned peak over the whole video (0 at frame 0), plus every

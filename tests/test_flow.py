@@ -148,6 +148,8 @@ def smiling_clip(landmarker_path):
     from modeling_mie.synthetic import (
         load_base_faces,
         plan_synthetic_dataset,
+    )
+    from modeling_mie.synthetic_faces import (
         render_synthetic_clip,
     )
 

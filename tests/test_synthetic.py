@@ -16,27 +16,29 @@ import pytest
 
 from modeling_mie.errors import MieInputError
 from modeling_mie.synthetic import (
-    ACTION_UNIT_ANCHORS,
     HEAD_MOTION_ROTATION_DEG,
     HEAD_MOTION_SCALE,
     HEAD_MOTION_TRANSLATION,
     MARKER_FILE,
     PANEL_SIZE,
-    action_unit_field,
-    blink_course,
     draw_synthetic_clip,
-    expression_course,
     generate_synthetic_dataset,
-    head_motion_course,
     load_base_faces,
     main,
     parse_args,
     plan_synthetic_dataset,
     read_synthetic_manifest,
     region_boxes,
-    render_synthetic_clip,
 )
 from modeling_mie.synthetic import _encode as encode_frame
+from modeling_mie.synthetic_faces import (
+    ACTION_UNIT_ANCHORS,
+    action_unit_field,
+    blink_course,
+    expression_course,
+    head_motion_course,
+    render_synthetic_clip,
+)
 
 openpyxl = pytest.importorskip("openpyxl", reason="the workbooks are .xlsx files (a core dependency)")
 cv2 = pytest.importorskip("cv2", reason="frames are encoded with OpenCV (a core dependency)")

@@ -15,12 +15,14 @@ import pytest
 
 from modeling_mie.errors import MieInputError
 from modeling_mie.synthetic import (
-    ACTION_UNIT_ANCHORS,
     MEGC_CLASSES,
+    load_base_faces,
+)
+from modeling_mie.synthetic_faces import (
+    ACTION_UNIT_ANCHORS,
     _anchors,
     _axes,
     head_motion_course,
-    load_base_faces,
 )
 from modeling_mie.synthetic_long import (
     CASME_SQ_SUBJECTS,
