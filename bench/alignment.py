@@ -110,8 +110,9 @@ def main() -> None:
     import cv2
 
     from modeling_mie import MieConfig, MieProcessor
-    from modeling_mie.synthetic import load_base_faces, plan_synthetic_dataset
+    from modeling_mie.synthetic import load_base_faces
     from modeling_mie.synthetic_faces import head_motion_course, render_synthetic_clip
+    from modeling_mie.synthetic_plan import plan_synthetic_dataset
 
     plan = plan_synthetic_dataset("megc2019", 0, head_motion=True)
     faces = load_base_faces()

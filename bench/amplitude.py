@@ -53,8 +53,9 @@ def main() -> None:
     import torch
 
     from modeling_mie import MieForVideoClassification, MieProcessor
-    from modeling_mie.synthetic import load_base_faces, plan_synthetic_dataset
+    from modeling_mie.synthetic import load_base_faces
     from modeling_mie.synthetic_faces import render_synthetic_clip
+    from modeling_mie.synthetic_plan import plan_synthetic_dataset
 
     plan = plan_synthetic_dataset("megc2019", args.seed, head_motion=True)
     clips = pick_clips(plan, args.clips)

@@ -141,7 +141,8 @@ def make_example_clips(out_dir: str | os.PathLike = "examples", faces=None) -> l
     faces: from `modeling_mie.synthetic.load_base_faces` (detected here when None; needs the face
     landmarker model, see `resolve_face_landmarker_model`).
     """
-    from .synthetic import DATABASE_FPS, load_base_faces, plan_synthetic_dataset
+    from .synthetic import load_base_faces
+    from .synthetic_plan import DATABASE_FPS, plan_synthetic_dataset
 
     plan = plan_synthetic_dataset(EXAMPLE_PROFILE, seed=EXAMPLE_SEED)
     faces = faces or load_base_faces()
@@ -163,7 +164,8 @@ def make_benchmark_clip(
     The planned clip is stretched to the wanted length: the expression keeps its own timing and
     its residual holds to the end.
     """
-    from .synthetic import DATABASE_FPS, load_base_faces, plan_synthetic_dataset
+    from .synthetic import load_base_faces
+    from .synthetic_plan import DATABASE_FPS, plan_synthetic_dataset
 
     plan = plan_synthetic_dataset(EXAMPLE_PROFILE, seed=EXAMPLE_SEED)
     clip = pick_example_clips(plan)[label]

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import MieInputError
 
 if TYPE_CHECKING:
-    from .synthetic import SyntheticClip, SyntheticPlan, SyntheticSubject
+    from .synthetic_plan import SyntheticClip, SyntheticPlan, SyntheticSubject
 
 SYNTHETIC_FACES = ("astronaut", "grace_hopper")
 _WENDLAND_RADIUS = 2.2  # sigmas
@@ -548,7 +548,7 @@ def render_synthetic_clip(
     encodes them.
 
     Args:
-        plan: from `synthetic.plan_synthetic_dataset`.
+        plan: from `synthetic_plan.plan_synthetic_dataset`.
         clip: a clip of the plan or its key ("casme2/sub01/EP02_01f").
         faces: from `load_base_faces` (detected here when None: needs the landmarker model).
         nuisances: False renders without noise, drift, flicker and blink.

@@ -101,26 +101,10 @@ import numpy as np
 
 from .errors import MieInputError
 from .synthetic import (
-    _NEGATIVE_EMOTIONS,
-    _WIDE_AMPLITUDE,
     _WORKER_FACES,
-    MEGC_CLASSES,
-    STYLES,
-    VARIETIES,
-    SyntheticClip,
-    SyntheticSubject,
-    _au_string,
     _encode,
-    _expression_for,
     _init_worker,
-    _objective_class,
-    _pick,
-    _plan_head_motion,
-    _plan_subject,
-    _rng,
     _save_workbook,
-    _u,
-    _widen,
     load_base_faces,
 )
 from .synthetic_faces import (
@@ -132,6 +116,24 @@ from .synthetic_faces import (
     blink_course,
     expression_course,
     expression_field,
+)
+from .synthetic_plan import (
+    _NEGATIVE_EMOTIONS,
+    _WIDE_AMPLITUDE,
+    MEGC_CLASSES,
+    STYLES,
+    VARIETIES,
+    SyntheticClip,
+    SyntheticSubject,
+    _au_string,
+    _expression_for,
+    _objective_class,
+    _pick,
+    _plan_head_motion,
+    _plan_subject,
+    _rng,
+    _u,
+    _widen,
 )
 
 logger = logging.getLogger(__name__)
@@ -282,7 +284,7 @@ class PlannedVideo:
         fps, num_frames, frame_size (w, h) px, grey: the recording.
         expressions, blinks, turns: the events, in time order.
         head_motion: the slow rigid motion, (rotation deg, tx px, ty px, scale) each
-            (peak, f1 Hz, f2 Hz, phase1, phase2) as `synthetic.SyntheticClip.head_motion`; None: still.
+            (peak, f1 Hz, f2 Hz, phase1, phase2) as `synthetic_plan.SyntheticClip.head_motion`; None: still.
         flicker: (frequency Hz, phase); jitter: (dx px, dy px, brightness gain) of the session.
         noise_seed: frame t's noise comes from `default_rng([noise_seed, t])`, so any frame
             range renders alone.

@@ -108,7 +108,11 @@ def real_videos() -> Path:
     `make real-footage` (a step of `make test`) fetches them once; tests never download, so a
     missing file fails the run with the command to fetch it instead of silently skipping.
     """
-    from modeling_mie.real_footage import HOW_TO_FETCH, missing_real_footage, real_footage_dir
+    from modeling_mie.real_footage import (
+        HOW_TO_FETCH,
+        missing_real_footage,
+        real_footage_dir,
+    )
 
     folder = real_footage_dir()
     missing = missing_real_footage(folder)

@@ -17,8 +17,9 @@ BLINK_START = 180
 
 def render_stretch(expression: bool = True, frames: int = STRETCH_FRAMES) -> np.ndarray:
     """(frames, 480, 640, 3) uint8 RGB: a CASME II-like subject of the head-motion plan, 30 fps."""
-    from modeling_mie.synthetic import load_base_faces, plan_synthetic_dataset
+    from modeling_mie.synthetic import load_base_faces
     from modeling_mie.synthetic_faces import render_synthetic_clip
+    from modeling_mie.synthetic_plan import plan_synthetic_dataset
 
     plan = plan_synthetic_dataset("megc2019", 0, head_motion=True)
     clip = [c for c in plan.clips if c.database == "casme2" and c.label is not None][3]

@@ -147,10 +147,12 @@ def smiling_clip(landmarker_path):
     expression, and the same head motion without it."""
     from modeling_mie.synthetic import (
         load_base_faces,
-        plan_synthetic_dataset,
     )
     from modeling_mie.synthetic_faces import (
         render_synthetic_clip,
+    )
+    from modeling_mie.synthetic_plan import (
+        plan_synthetic_dataset,
     )
 
     plan = plan_synthetic_dataset("megc2019", 0, head_motion=True)

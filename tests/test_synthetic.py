@@ -16,9 +16,6 @@ import pytest
 
 from modeling_mie.errors import MieInputError
 from modeling_mie.synthetic import (
-    HEAD_MOTION_ROTATION_DEG,
-    HEAD_MOTION_SCALE,
-    HEAD_MOTION_TRANSLATION,
     MARKER_FILE,
     PANEL_SIZE,
     draw_synthetic_clip,
@@ -26,7 +23,6 @@ from modeling_mie.synthetic import (
     load_base_faces,
     main,
     parse_args,
-    plan_synthetic_dataset,
     read_synthetic_manifest,
     region_boxes,
 )
@@ -38,6 +34,12 @@ from modeling_mie.synthetic_faces import (
     expression_course,
     head_motion_course,
     render_synthetic_clip,
+)
+from modeling_mie.synthetic_plan import (
+    HEAD_MOTION_ROTATION_DEG,
+    HEAD_MOTION_SCALE,
+    HEAD_MOTION_TRANSLATION,
+    plan_synthetic_dataset,
 )
 
 openpyxl = pytest.importorskip("openpyxl", reason="the workbooks are .xlsx files (a core dependency)")

@@ -15,7 +15,6 @@ import pytest
 
 from modeling_mie.errors import MieInputError
 from modeling_mie.synthetic import (
-    MEGC_CLASSES,
     load_base_faces,
 )
 from modeling_mie.synthetic_faces import (
@@ -41,6 +40,9 @@ from modeling_mie.synthetic_long import (
     plan_long_videos,
     read_long_manifest,
     render_long_video,
+)
+from modeling_mie.synthetic_plan import (
+    MEGC_CLASSES,
 )
 
 openpyxl = pytest.importorskip("openpyxl", reason="the workbooks are .xlsx files (a core dependency)")

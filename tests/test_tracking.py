@@ -110,8 +110,8 @@ def moving_clips(faces):
     """Three CASME II-like clips (640 x 480, faces 250 px) of the head-motion plan, the ones
     with the largest rotation, translation and scale: rendered moving, still, and moving
     without the expression, all without sensor noise; and moving with every nuisance."""
-    from modeling_mie.synthetic import plan_synthetic_dataset
     from modeling_mie.synthetic_faces import head_motion_course, render_synthetic_clip
+    from modeling_mie.synthetic_plan import plan_synthetic_dataset
 
     plan = plan_synthetic_dataset("megc2019", 0, head_motion=True)
     candidates = [c for c in plan.clips if c.database == "casme2" and c.label == 1 and 30 <= c.num_frames <= 70]
