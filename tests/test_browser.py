@@ -216,7 +216,8 @@ def test_a_five_minute_upload_shows_a_timeline_and_clickable_intervals(browser, 
     assert 30 <= found <= 50, summary  # 38 micro-expressions; a few edges of the repeats
     table = page.locator("#mie-intervals")
     assert "micro" in table.inner_text() and "left cheek" in table.inner_text()
-    assert page.locator(".vega-embed:visible").count() == 1  # the timeline
+    page.locator(".vega-embed:visible").first.wait_for(timeout=30_000)  # the timeline renders after the text
+    assert page.locator(".vega-embed:visible").count() == 1
     table.locator("[role=gridcell]:visible", has_text="micro").first.click()  # choose the first interval
     page.get_by_text("Interval 1 (").wait_for(timeout=120_000)
     assert "Read" in page.locator("#mie-interval-summary").inner_text()
