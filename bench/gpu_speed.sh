@@ -24,7 +24,11 @@
 # Then (BASELINES=1, about a minute) the compared CNNs on the GPU: bench/flow_nets.py --device cuda
 # --epochs 3, seconds per epoch of their paper schedules (train/loso.py --method ... --device cuda).
 # With little device time, the stacked rows and the CUDA-graph row first:
-#   CONCURRENT=0 VARIANTS="eager cudagraphs" bash bench/gpu_speed.sh
+#   CONCURRENT=0 VARIANTS="eager cudagraphs" BUDGET=480 bash bench/gpu_speed.sh
+# BUDGET=S (seconds, default 0: none) skips every step that would start after S seconds, saying so,
+# so that a caller's own time limit does not cut a step in half. Where $OUT is a folder (the device
+# machine's), everything printed is also appended to $OUT/gpu_speed.log as it comes.
+# The eager stacked probe also times each convolution alone for every K (`--layers`).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -39,8 +43,21 @@ STACK_FOLDS=${STACK_FOLDS:-1 4 16 68}
 STACK_FOLDS_COMPILED=${STACK_FOLDS_COMPILED:-1 68}  # each K compiles anew (tens of seconds)
 STACK_RUN=${STACK_RUN:-16}
 BASELINES=${BASELINES:-1}
+BUDGET=${BUDGET:-0}
 LOGS=$(mktemp -d)
 START=$(date +%s)
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+    exec > >(tee -a "$OUT/gpu_speed.log") 2>&1
+fi
+
+# true (and says so) when the budget is spent: the step named $1 is skipped
+spent() {
+    if [ "$BUDGET" -gt 0 ] && [ $(( $(date +%s) - START )) -ge "$BUDGET" ]; then
+        echo "== $1: skipped, $(( $(date +%s) - START )) s of BUDGET=$BUDGET s spent"
+        return 0
+    fi
+    return 1
+}
 
 flags() {
     case "$1" in
@@ -59,16 +76,17 @@ timeout 60 "$PY" -c "import torch, transformers; print('torch', torch.__version_
 
 if [ "$STACKED" -gt 0 ]; then
     for mode in off default reduce-overhead; do
-        ks=$STACK_FOLDS
-        [ "$mode" = off ] || ks=$STACK_FOLDS_COMPILED
+        spent "stacked folds, compile $mode" && continue
+        ks=$STACK_FOLDS layers="--layers"
+        [ "$mode" = off ] || { ks=$STACK_FOLDS_COMPILED; layers=""; }
         echo "== stacked folds: bench/stacked_step.py paper bf16, compile $mode, K = $ks"
         # shellcheck disable=SC2086
         timeout "$STEP_TIMEOUT" "$PY" bench/stacked_step.py --device cuda --precision bf16 --preset paper \
-            --folds $ks --steps 10 --compile "$mode" 2>&1 | grep -v "Warning\|warn(" | tail -8
+            --folds $ks --steps 10 --compile "$mode" $layers 2>&1 | grep -v "Warning\|warn(" | tail -40
         echo "  ($(( $(date +%s) - START )) s since the start)"
     done
 fi
-if [ "$STACK_RUN" -gt 1 ]; then
+if [ "$STACK_RUN" -gt 1 ] && ! spent "stacked run"; then
     echo "== bench/train.py paper bf16, stage 1 of $STACK_RUN folds stacked, $EPOCHS epochs per stage"
     timeout 300 "$PY" bench/train.py --device cuda --precision bf16 --presets paper --epochs "$EPOCHS" \
         --stack-folds "$STACK_RUN" 2>&1 | grep -v "^\s*$" | grep -v "Warning\|warn(" | tail -6 \
@@ -76,7 +94,7 @@ if [ "$STACK_RUN" -gt 1 ]; then
     echo "  ($(( $(date +%s) - START )) s since the start)"
 fi
 
-if [ "$BASELINES" -gt 0 ]; then
+if [ "$BASELINES" -gt 0 ] && ! spent "compared CNNs"; then
     echo "== compared CNNs on the GPU: bench/flow_nets.py --device cuda --epochs 3 (paper schedules' batches)"
     timeout "$STEP_TIMEOUT" "$PY" bench/flow_nets.py --device cuda --epochs 3 2>&1 | grep -v "Warning\|warn(" | tail -5 \
         || echo "  flow_nets FAILED or timed out"
@@ -84,6 +102,7 @@ if [ "$BASELINES" -gt 0 ]; then
 fi
 
 for variant in $VARIANTS; do
+    spent "bench/train.py $variant" && continue
     echo "== bench/train.py paper bf16, $variant ($(flags "$variant")), $EPOCHS epochs per stage"
     # shellcheck disable=SC2046
     timeout "$STEP_TIMEOUT" "$PY" bench/train.py --device cuda --precision bf16 --presets paper --epochs "$EPOCHS" \
@@ -121,6 +140,7 @@ for v, (epoch, fold, first) in rows.items():
 print("goal: 68 folds in 0.5 h on one GPU, about 26 s per fold (stage 1 about 0.2 s per epoch)")
 PY
 
+spent "profile" || {
 echo "== profile: 20 eager stage-1 steps of the paper preset (bf16, batch 64, fused Adam)"
 timeout 120 "$PY" - <<'PY' || echo "profile FAILED or timed out"
 import time
@@ -177,8 +197,9 @@ else:
     print(f"(no kernel table: {last})")
 PY
 echo "  ($(( $(date +%s) - START )) s since the start)"
+}
 
-if [ "$CONCURRENT" -gt 0 ]; then
+if [ "$CONCURRENT" -gt 0 ] && ! spent "concurrent processes"; then
     echo "== $CONCURRENT processes of $CONCURRENT_VARIANT side by side on the one GPU ($EPOCHS epochs each)"
     pids=()
     for i in $(seq 1 "$CONCURRENT"); do

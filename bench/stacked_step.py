@@ -10,7 +10,12 @@ The frames are random (the time does not depend on them) and already on the devi
 `train_stage1_stacked` stages them; dropout masks are drawn per fold as it draws them.
 
 Usage: python bench/stacked_step.py [--device cuda] [--precision auto|fp32|bf16] [--preset paper|fast]
-       [--folds 1 4 16 68] [--steps 10] [--compile off|default|reduce-overhead] [--threads N]
+       [--folds 1 4 16 68] [--steps 10] [--compile off|default|reduce-overhead] [--threads N] [--layers]
+
+`--layers` also times each convolution of the stacked CNN alone (forward and backward, at a
+stacked step's shapes) for every K: milliseconds, per fold, useful TFLOP/s and its share, to show
+which convolution takes the time and whether it scales with K (on an H100 the inception branches
+hold 79 % of the arithmetic; docs/training.md).
 
 Last line: `stacked_step_ms_K<k>=<ms> ...` and `speedup_per_fold_K<k>=<x>` for each K.
 """
@@ -28,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_mie import MieConfig, MieForVideoClassification
 from modeling_mie.devices import (
+    autocast,
     describe_device,
     float32_mode,
     prepare_model,
@@ -35,6 +41,7 @@ from modeling_mie.devices import (
     resolve_precision,
 )
 from modeling_mie.errors import MieInputError
+from modeling_mie.modeling_mie import MieRegionCNN
 from modeling_mie.stacked import StackedAdam, stack_region_cnns, stacked_batch_loss
 from modeling_mie.training import COMPILE_MODES, TRAINING_PRESETS, compiled_step
 
@@ -83,6 +90,49 @@ def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, pr
     return (time.perf_counter() - start) / steps
 
 
+def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str) -> list[tuple]:
+    """Each convolution of the stacked CNN alone, forward and backward, at the shapes a stacked step
+    gives it (batch `batch`, `folds` x R regions, channels-last as the model runs): rows of
+    (layer, ms, useful TFLOP/s, share of the convolutions' time). Useful FLOPs: 2 per
+    multiply-add of the forward pass, x3 with the backward (x2 for conv1, whose input needs no
+    gradient)."""
+    torch.manual_seed(0)
+    cnn = MieRegionCNN(config, num_regions=folds * config.num_regions).to(device).train()
+    (h, w), c = config.crop_size, config.num_channels
+    layers = [("conv1", cnn.conv1, c, h, w, False), ("conv2", cnn.conv2, config.conv1_filters, h // 2, w // 2, True)]
+    layers += [
+        (f"inception {k}x{k}", branch, config.conv2_filters, h // 4, w // 4, True)
+        for k, branch in zip(config.inception_kernel_sizes, cnn.inception)
+    ]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    rows = []
+    with float32_mode(device, precision):
+        for name, layer, channels, lh, lw, input_grad in layers:
+            x = torch.rand(batch, layer.num_regions * channels, lh, lw, device=device)
+            x = x.contiguous(memory_format=torch.channels_last).requires_grad_(input_grad)
+
+            def one():
+                with autocast(device, precision):
+                    out = layer(x)
+                out.backward(torch.ones_like(out))
+                layer.weight.grad = layer.bias.grad = x.grad = None
+
+            for _ in range(3):
+                one()
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                one()
+            sync()
+            seconds = (time.perf_counter() - start) / steps
+            macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
+            flops = 2 * macs * (3 if input_grad else 2)
+            rows.append((name, seconds * 1e3, flops / seconds / 1e12))
+            del x
+    total = sum(r[1] for r in rows)
+    return [(name, ms, tflops, ms / total) for name, ms, tflops in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
@@ -92,6 +142,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per K")
     parser.add_argument("--compile", default="off", choices=COMPILE_MODES)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--layers", action="store_true",
+                        help="also time each convolution alone at every K (ms, useful TFLOP/s, share)")
     args = parser.parse_args()
     if min(args.folds) < 1 or args.steps < 1:
         parser.error("--folds and --steps must be >= 1")
@@ -123,6 +175,15 @@ def main() -> None:
         line += [f"stacked_step_ms_K{k}={seconds * 1e3:.2f}", f"speedup_per_fold_K{k}={speed:.2f}"]
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    if args.layers:
+        # which convolution takes the time, and whether it gets faster per fold as K grows
+        print(f"{'K':>4s} {'convolution':>14s} {'ms':>9s} {'ms/fold':>8s} {'TFLOP/s':>8s} {'share':>6s}")
+        for k in per_fold:
+            for name, ms, tflops, share in time_layers(config, k, batch, args.steps, device, precision):
+                print(f"{k:4d} {name:>14s} {ms:9.3f} {ms / k:8.3f} {tflops:8.2f} {share:6.1%}")
+                line.append(f"layer_ms_K{k}_{name.replace(' ', '_')}={ms:.3f}")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     print(" ".join(line))
 
 
