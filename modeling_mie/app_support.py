@@ -639,7 +639,7 @@ class MieDemo:
 
     def live_session(self, fps: float = 10.0):
         """A `LiveSpotter` for one webcam session (its own landmarker; close it when done)."""
-        from .spot import LiveSpotter
+        from .spot_live import LiveSpotter
 
         live = LiveSpotter(self.processor, recogniser=self.recognise_frames, fps=fps)
         self.last_live = live  # the newest session, for tests and debugging
