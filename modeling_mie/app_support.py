@@ -16,12 +16,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .errors import MieInputError
 from .video import IMAGE_EXTENSIONS, VideoLimits
+
+if TYPE_CHECKING:  # pandas is imported where a table is made, not at import
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +228,7 @@ class SpotDemoResult:
     fps: float
     seconds: float = 0.0
 
-    def table(self) -> "pd.DataFrame":
+    def table(self) -> pd.DataFrame:
         """The intervals as the app lists them."""
         import pandas as pd
 
