@@ -43,7 +43,12 @@ from modeling_mie.devices import (
 from modeling_mie.errors import MieInputError
 from modeling_mie.modeling_mie import MieRegionCNN
 from modeling_mie.stacked import StackedAdam, stack_region_cnns, stacked_batch_loss
-from modeling_mie.training import COMPILE_MODES, TRAINING_PRESETS, compiled_step
+from modeling_mie.training import (
+    COMPILE_MODES,
+    TRAINING_PRESETS,
+    _synchronize,
+    compiled_step,
+)
 
 PAPER_STEPS = 432 * 100  # stage-1 steps of one paper-preset fold (batch 64 over a composite fold's frames)
 
@@ -78,15 +83,20 @@ def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, pr
         losses.sum().backward()
         optimizer.step(active)
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with float32_mode(device, precision):
-        for _ in range(3):
-            one()
-        sync()
-        start = time.perf_counter()
-        for _ in range(steps):
-            one()
-        sync()
+        return seconds_per_call(one, steps, device)
+
+
+def seconds_per_call(function, steps: int, device) -> float:
+    """Seconds per call of `function()` over `steps` calls, after 3 warm-up calls, waiting for the
+    device before and after."""
+    for _ in range(3):
+        function()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        function()
+    _synchronize(device)
     return (time.perf_counter() - start) / steps
 
 
@@ -104,7 +114,6 @@ def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, p
         (f"inception {k}x{k}", branch, config.conv2_filters, h // 4, w // 4, True)
         for k, branch in zip(config.inception_kernel_sizes, cnn.inception)
     ]
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     rows = []
     with float32_mode(device, precision):
         for name, layer, channels, lh, lw, input_grad in layers:
@@ -117,18 +126,10 @@ def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, p
                 out.backward(torch.ones_like(out))
                 layer.weight.grad = layer.bias.grad = x.grad = None
 
-            for _ in range(3):
-                one()
-            sync()
-            start = time.perf_counter()
-            for _ in range(steps):
-                one()
-            sync()
-            seconds = (time.perf_counter() - start) / steps
+            seconds = seconds_per_call(one, steps, device)
             macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
             flops = 2 * macs * (3 if input_grad else 2)
             rows.append((name, seconds * 1e3, flops / seconds / 1e12))
-            del x
     total = sum(r[1] for r in rows)
     return [(name, ms, tflops, ms / total) for name, ms, tflops in rows]
 

@@ -171,11 +171,7 @@ def _time_stacked(preset, config, schedule, clips, seed, device, precision, epoc
         features = stacked_features(models, [clips] * len(models), schedule.num_frames, precision)
         result["features_s"] = (time.perf_counter() - start) / len(trains)
         del models[1:], features[1:]
-        train_features = [f for f, c in zip(features[0], clips) if c.subject != subjects[0]]
-        clock.start("stage2_temporal")
-        report = train_stage2_temporal(models[0], train_features, trains[0], run, generators[0], clock)
-        result["stage2_s"] = report.seconds
-        result["stage2_epoch_s"] = clock.epochs("stage2_temporal")
+        _time_stage2(result, clock, models[0], features[0], clips, trains[0], run, generators[0], subjects[0])
     if not full:
         result["stage2_s"] = scaled(result["stage2_epoch_s"], schedule.stage2_epochs)
     result["extrapolated"] = not full
@@ -199,6 +195,11 @@ def _after_stage1(result, clock, model, clips, train, schedule, generator, preci
     start = time.perf_counter()
     features = extract_features(model, clips, schedule.num_frames, precision=precision)
     result["features_s"] = time.perf_counter() - start
+    _time_stage2(result, clock, model, features, clips, train, schedule, generator, held_out)
+
+
+def _time_stage2(result, clock, model, features, clips, train, schedule, generator, held_out) -> None:
+    """Stage 2 on the training clips' features (`features`: every clip's), timed per epoch; fills stage2_s."""
     train_features = [f for f, c in zip(features, clips) if c.subject != held_out]
     clock.start("stage2_temporal")
     report = train_stage2_temporal(model, train_features, train, schedule, generator, clock)

@@ -192,6 +192,19 @@ def stacked_batch_loss(
 
 
 # ---------------------------------------------------------------------------- stage 1, stacked
+def _union_of_clips(clip_sets: Sequence[Sequence[ClipTensors]]) -> tuple[list[ClipTensors], dict[int, int]]:
+    """Every clip of the sets once (folds share most clips), in order of first use, and each
+    clip's place in that list by `id`."""
+    position: dict[int, int] = {}
+    union: list[ClipTensors] = []
+    for clips in clip_sets:
+        for clip in clips:
+            if id(clip) not in position:
+                position[id(clip)] = len(union)
+                union.append(clip)
+    return union, position
+
+
 def train_stage1_stacked(
     models: Sequence[MieForVideoClassification],
     clip_sets: Sequence[Sequence[ClipTensors]],
@@ -218,15 +231,9 @@ def train_stage1_stacked(
     regions = config.num_regions
     # Every clip once (folds share most clips), in order of first use; each clip's frames are
     # those `train_stage1_cnn` selects, in its order (the onset frame after them, if neutral).
-    position: dict[int, int] = {}
-    union: list[ClipTensors] = []
-    for clips in clip_sets:
-        if not clips:
-            raise ValueError("Stage 1 needs at least one training clip in every fold.")
-        for clip in clips:
-            if id(clip) not in position:
-                position[id(clip)] = len(union)
-                union.append(clip)
+    if not all(clip_sets):
+        raise ValueError("Stage 1 needs at least one training clip in every fold.")
+    union, position = _union_of_clips(clip_sets)
     frames, owners, targets, spans = stage1_samples(union, schedule, config)
     firsts = torch.stack([clip.crops[0] for clip in union])
     # fold k's frames in its own order: its local index i is the global frame local[k][i]
@@ -327,13 +334,7 @@ def stacked_features(
     features of `clip_sets[k][i]`."""
     if len(models) != len(clip_sets):
         raise ValueError("stacked_features needs one clip set per model.")
-    position: dict[int, int] = {}
-    union: list[ClipTensors] = []
-    for clips in clip_sets:
-        for clip in clips:
-            if id(clip) not in position:
-                position[id(clip)] = len(union)
-                union.append(clip)
+    union, position = _union_of_clips(clip_sets)
     config = models[0].config
     cnn = stack_region_cnns([m.region_cnn for m in models], config)
     every = cnn_features(cnn, config, union, num_frames, batch_frames, precision, folds=len(models))

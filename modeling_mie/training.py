@@ -425,7 +425,7 @@ def cnn_features(
     every fold. `precision` "bf16" runs the CNN under autocast (the features come back as float32).
     """
     cnn.eval()
-    device = next(cnn.parameters()).device
+    device = _model_device(cnn)
     regions = config.num_regions
     indices = [frame_indices(c.crops.shape[0], num_frames) for c in clips]
     # every frame: the clip itself (torch.cat below makes the one copy)
