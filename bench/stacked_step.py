@@ -10,12 +10,17 @@ The frames are random (the time does not depend on them) and already on the devi
 `train_stage1_stacked` stages them; dropout masks are drawn per fold as it draws them.
 
 Usage: python bench/stacked_step.py [--device cuda] [--precision auto|fp32|bf16] [--preset paper|fast]
-       [--folds 1 4 16 68] [--steps 10] [--compile off|default|reduce-overhead] [--threads N] [--layers]
+       [--folds 1 4 16 68] [--steps 10] [--compile off|default|reduce-overhead] [--threads N] [--layers] [--forms]
 
 `--layers` also times each convolution of the stacked CNN alone (forward and backward, at a
 stacked step's shapes) for every K: milliseconds, per fold, useful TFLOP/s and its share, to show
 which convolution takes the time and whether it scales with K (on an H100 the inception branches
 hold 79 % of the arithmetic; docs/training.md).
+
+`--forms` times each convolution written four ways at every K (cuDNN's grouped convolution
+channels-last as the model runs it, in NCHW, with cuDNN's autotuning, and as unfold + batched
+matrix product over the regions), inputs in the autocast dtype: whether another way beats the
+grouped kernel once the groups are many.
 
 Last line: `stacked_step_ms_K<k>=<ms> ...` and `speedup_per_fold_K<k>=<x>` for each K.
 """
@@ -28,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -134,6 +140,68 @@ def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, p
     return [(name, ms, tflops, ms / total) for name, ms, tflops in rows]
 
 
+def _im2col_conv(layer, x: torch.Tensor) -> torch.Tensor:
+    """`layer` (a MieRegionConv2d) as unfold + one batched matrix product over its regions."""
+    n, _, h, w = x.shape
+    g, o, c, k = layer.num_regions, layer.out_channels, layer.in_channels, layer.kernel_size
+    cols = F.unfold(x, k, padding=k // 2).view(n, g, c * k * k, h * w)  # (N, G, C*k*k, H*W)
+    weight, bias = layer.weight.view(g, o, c * k * k).to(x.dtype), layer.bias.view(1, g, o, 1).to(x.dtype)
+    return (torch.matmul(weight, cols) + bias).view(n, g * o, h, w)
+
+
+FORMS = {
+    # name: (memory format, cudnn.benchmark, function of (layer, x))
+    "grouped CL": (torch.channels_last, False, lambda layer, x: layer(x)),
+    "grouped NCHW": (torch.contiguous_format, False, lambda layer, x: layer(x)),
+    "grouped CL tuned": (torch.channels_last, True, lambda layer, x: layer(x)),
+    "im2col bmm": (torch.contiguous_format, False, _im2col_conv),
+}
+
+
+def time_forms(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str) -> list[tuple]:
+    """Each convolution of the stacked CNN, forward and backward, written several ways (`FORMS`:
+    cuDNN's grouped convolution channels-last as the model runs it, in NCHW, with cuDNN's autotuning,
+    and as unfold + batched matrix product): rows of (layer, form, ms, useful TFLOP/s), ms None where
+    the form ran out of memory. Inputs are in the autocast dtype, as the model's later layers get them."""
+    torch.manual_seed(0)
+    cnn = MieRegionCNN(config, num_regions=folds * config.num_regions).to(device).train()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    (h, w), c = config.crop_size, config.num_channels
+    layers = [("conv1", cnn.conv1, c, h, w, False), ("conv2", cnn.conv2, config.conv1_filters, h // 2, w // 2, True)]
+    layers += [
+        (f"inception {k}x{k}", branch, config.conv2_filters, h // 4, w // 4, True)
+        for k, branch in zip(config.inception_kernel_sizes, cnn.inception)
+    ]
+    rows = []
+    with float32_mode(device, precision):
+        for name, layer, channels, lh, lw, input_grad in layers:
+            macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
+            flops = 2 * macs * (3 if input_grad else 2)
+            for form, (memory, tuned, function) in FORMS.items():
+                saved = torch.backends.cudnn.benchmark
+                torch.backends.cudnn.benchmark = tuned
+                try:
+                    x = torch.rand(batch, layer.num_regions * channels, lh, lw, device=device, dtype=dtype)
+                    x = x.contiguous(memory_format=memory).requires_grad_(input_grad)
+
+                    def one():
+                        with autocast(device, precision):
+                            out = function(layer, x)
+                        out.backward(torch.ones_like(out))
+                        layer.weight.grad = layer.bias.grad = x.grad = None
+
+                    seconds = seconds_per_call(one, steps, device)
+                    rows.append((name, form, seconds * 1e3, flops / seconds / 1e12))
+                except torch.OutOfMemoryError:
+                    rows.append((name, form, None, None))
+                finally:
+                    torch.backends.cudnn.benchmark = saved
+                    x = None
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
@@ -145,6 +213,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--layers", action="store_true",
                         help="also time each convolution alone at every K (ms, useful TFLOP/s, share)")
+    parser.add_argument("--forms", action="store_true",
+                        help="also time each convolution written several ways at every K (grouped channels-last, "
+                        "NCHW, autotuned, unfold + batched matmul)")
     args = parser.parse_args()
     if min(args.folds) < 1 or args.steps < 1:
         parser.error("--folds and --steps must be >= 1")
@@ -185,6 +256,16 @@ def main() -> None:
                 line.append(f"layer_ms_K{k}_{name.replace(' ', '_')}={ms:.3f}")
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+    if args.forms:
+        # the same convolutions written other ways: does any beat cuDNN's grouped kernel at large K?
+        print(f"{'K':>4s} {'convolution':>14s} {'form':>16s} {'ms':>9s} {'ms/fold':>8s} {'TFLOP/s':>8s}")
+        for k in args.folds:
+            for name, form, ms, tflops in time_forms(config, k, batch, args.steps, device, precision):
+                if ms is None:
+                    print(f"{k:4d} {name:>14s} {form:>16s} out of memory")
+                    continue
+                print(f"{k:4d} {name:>14s} {form:>16s} {ms:9.3f} {ms / k:8.3f} {tflops:8.2f}")
+                line.append(f"form_ms_K{k}_{name.replace(' ', '_')}_{form.replace(' ', '_')}={ms:.3f}")
     print(" ".join(line))
 
 
