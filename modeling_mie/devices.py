@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
 
 import torch
 
@@ -26,6 +25,11 @@ CUDA_CHUNK_FRAMES = 1024
 # (several fold processes may share one GPU); above it they stay in pinned CPU memory and move
 # one batch at a time.
 DEVICE_MEMORY_SHARE = 0.3
+# What runs the region CNN's grouped convolutions on CUDA (training and inference; the CPU always
+# uses PyTorch's): "cudnn" (`F.conv2d`) or "triton" (`triton_conv`, implicit matrix products on the
+# tensor cores, used under bf16/fp16 autocast; float32 stays on cuDNN).
+CONV_KERNELS = ("cudnn", "triton")
+CUDA_CONV_KERNEL = "cudnn"
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -124,13 +128,33 @@ def float32_mode(device: torch.device, precision: str):
             setattr(obj, name, old)
 
 
-def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move `model` to `device`; on CUDA, let the region CNN take large chunks of frames."""
+def prepare_model(model: torch.nn.Module, device: torch.device, conv_kernel: str | None = None) -> torch.nn.Module:
+    """Move `model` to `device`; on CUDA, let the region CNN take large chunks of frames in NCHW
+    memory, and run its convolutions on `conv_kernel` (default `CUDA_CONV_KERNEL`; see
+    `CONV_KERNELS`)."""
     model.to(device)
     cnn = getattr(model, "region_cnn", None)
     if cnn is not None:
-        cnn.chunk_frames = CUDA_CHUNK_FRAMES if device.type == "cuda" else None
+        configure_region_cnn(cnn, device, conv_kernel)
     return model
+
+
+def configure_region_cnn(cnn: torch.nn.Module, device: torch.device, conv_kernel: str | None = None) -> None:
+    """Set a `MieRegionCNN`'s chunking, memory layout and convolution kernel for `device`."""
+    cuda = device.type == "cuda"
+    cnn.chunk_frames = CUDA_CHUNK_FRAMES if cuda else None
+    cnn.channels_last = not cuda
+    kernel = None
+    if cuda and (conv_kernel or CUDA_CONV_KERNEL) == "triton":
+        from . import triton_conv
+
+        if not triton_conv.available(device):
+            raise MieInputError("--conv-kernel triton needs Triton (pip install triton) and a CUDA GPU; "
+                                "pass --conv-kernel cudnn to use cuDNN's convolutions.")
+        kernel = triton_conv.region_conv
+    for module in cnn.modules():
+        if hasattr(module, "kernel") and hasattr(module, "kernel_size"):
+            module.kernel = kernel
 
 
 def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -151,10 +175,13 @@ def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 __all__ = [
+    "CONV_KERNELS",
     "CUDA_CHUNK_FRAMES",
+    "CUDA_CONV_KERNEL",
     "DEVICES",
     "PRECISIONS",
     "autocast",
+    "configure_region_cnn",
     "describe_device",
     "float32_mode",
     "prepare_model",

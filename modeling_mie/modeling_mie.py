@@ -178,8 +178,14 @@ class MieRegionConv2d(nn.Module):
             self.weight.uniform_(-bound, bound)
             self.bias.zero_()
 
+    #: None: cuDNN's grouped convolution (`F.conv2d`); else a function of (hidden, weight, bias)
+    #: computing the same (the Triton kernels for training on CUDA, `devices.prepare_model`).
+    kernel = None
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         # hidden: (N, regions * in, H, W) -> (N, regions * out, H, W)
+        if self.kernel is not None:
+            return self.kernel(hidden, self.weight, self.bias)
         return F.conv2d(
             hidden,
             self.weight.flatten(0, 1),
@@ -264,6 +270,10 @@ class MieRegionCNN(nn.Module):
     #: crop size what measured fastest on 2 cores, training and inference alike: 8 frames of
     #: 80 x 160 crops (paper preset), 16 of 40 x 80 (fast preset).
     chunk_frames: int | None = None
+    #: Run the grouped convolutions in channels-last memory (measured faster on the CPU's oneDNN);
+    #: `devices.prepare_model` turns it off on CUDA, where cuDNN's grouped kernels ran faster in NCHW
+    #: at every layer, 7x faster for conv1 with 68 folds stacked (`bench/stacked_step.py --forms`).
+    channels_last: bool = True
 
     def frames_per_chunk(self, height: int, width: int) -> int:
         return self.chunk_frames or (16 if height * width <= 40 * 80 else 8)
@@ -305,14 +315,15 @@ class MieRegionCNN(nn.Module):
         """conv1 on (N, regions, channels, H, W) -> (N, regions * filters, H, W), channels-last."""
         n, r, c, h, w = pixel_values.shape
         conv = self.conv1
+        memory = torch.channels_last if self.channels_last else torch.contiguous_format
         if c != 1 or not depthwise:
-            return conv(pixel_values.reshape(n, r * c, h, w).contiguous(memory_format=torch.channels_last))
+            return conv(pixel_values.reshape(n, r * c, h, w).contiguous(memory_format=memory))
         # Grey: one input channel per region, so repeating each region's image once per filter
         # turns the grouped convolution into a depthwise one, channel (r, f) <- filter f of r.
         # (Going channels-last before repeating measured 3.7x faster, copy and conv together,
         # than one transposing copy from the frames' own layout.)
         k = conv.out_channels
-        x = pixel_values.reshape(n, r, h, w).contiguous(memory_format=torch.channels_last)
+        x = pixel_values.reshape(n, r, h, w).contiguous(memory_format=memory)
         x = x.permute(0, 2, 3, 1).unsqueeze(-1).expand(n, h, w, r, k).reshape(n, h, w, r * k)  # (N, H, W, R*k)
         x = x.permute(0, 3, 1, 2)  # (N, R*k, H, W), channels-last memory
         return F.conv2d(
