@@ -38,7 +38,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_mie import MieConfig, MieForVideoClassification
-from modeling_mie import devices, triton_conv
 from modeling_mie.devices import (
     autocast,
     describe_device,
@@ -49,7 +48,6 @@ from modeling_mie.devices import (
 )
 from modeling_mie.errors import MieInputError
 from modeling_mie.modeling_mie import MieRegionCNN
-from modeling_mie.triton_conv import region_conv
 from modeling_mie.stacked import StackedAdam, stack_region_cnns, stacked_batch_loss
 from modeling_mie.training import (
     COMPILE_MODES,
@@ -157,7 +155,6 @@ FORMS = {
     "grouped NCHW": (torch.contiguous_format, False, lambda layer, x: layer(x)),
     "grouped CL tuned": (torch.channels_last, True, lambda layer, x: layer(x)),
     "im2col bmm": (torch.contiguous_format, False, _im2col_conv),
-    "triton": (torch.contiguous_format, False, lambda layer, x: region_conv(x, layer.weight, layer.bias)),
 }
 
 
@@ -181,8 +178,6 @@ def time_forms(config: MieConfig, folds: int, batch: int, steps: int, device, pr
             macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
             flops = 2 * macs * (3 if input_grad else 2)
             for form, (memory, tuned, function) in FORMS.items():
-                if form == "triton" and not triton_conv.available(device):
-                    continue
                 saved = torch.backends.cudnn.benchmark
                 torch.backends.cudnn.benchmark = tuned
                 try:
@@ -221,10 +216,7 @@ def main() -> None:
     parser.add_argument("--forms", action="store_true",
                         help="also time each convolution written several ways at every K (grouped channels-last, "
                         "NCHW, autotuned, unfold + batched matmul)")
-    parser.add_argument("--conv-kernel", default=devices.CUDA_CONV_KERNEL, choices=devices.CONV_KERNELS,
-                        help="what runs the convolutions on CUDA in the timed steps (train/loso.py --conv-kernel)")
     args = parser.parse_args()
-    devices.CUDA_CONV_KERNEL = args.conv_kernel
     if min(args.folds) < 1 or args.steps < 1:
         parser.error("--folds and --steps must be >= 1")
     try:
@@ -237,7 +229,7 @@ def main() -> None:
     config = MieConfig.from_preset(args.preset)
     batch = TRAINING_PRESETS[args.preset].stage1_batch_size
     print(f"stage-1 step, {args.preset} preset ({config.crop_size[0]} x {config.crop_size[1]} crops, batch {batch} "
-          f"per fold), {describe_device(device, precision)}, compile {args.compile}, convolutions {args.conv_kernel}, "
+          f"per fold), {describe_device(device, precision)}, compile {args.compile}, "
           f"{torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
     paper = args.preset == "paper"

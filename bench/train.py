@@ -45,7 +45,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_mie import MieConfig, MieForVideoClassification, training  # noqa: E402
-from modeling_mie import devices
 from modeling_mie.devices import (  # noqa: E402
     describe_device,
     float32_mode,
@@ -247,10 +246,7 @@ def main() -> None:
                         help="stage 1 of K folds at once (train/loso.py --stack-folds); needs --epochs or --full")
     parser.add_argument("--no-cuda-tuning", action="store_true",
                         help="Adam without its fused kernel on CUDA (the path before it)")
-    parser.add_argument("--conv-kernel", default=devices.CUDA_CONV_KERNEL, choices=devices.CONV_KERNELS,
-                        help="what runs the region CNN's convolutions on CUDA (train/loso.py --conv-kernel)")
     args = parser.parse_args()
-    devices.CUDA_CONV_KERNEL = args.conv_kernel
     if args.no_cuda_tuning:
         training.CUDA_TUNING = False
     if args.epochs is not None and args.epochs < 1:
@@ -267,8 +263,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     how = f"compile {args.compile}" + ("" if training.CUDA_TUNING or device.type != "cuda" else ", no CUDA tuning")
-    if device.type == "cuda":
-        how += f"; convolutions on {args.conv_kernel}"
     if args.stack_folds > 1:
         how += f"; stage 1 and features of {args.stack_folds} folds stacked, their time shared out per fold"
     print(f"composite-shaped data: 442 clips, 68 subjects; {torch.get_num_threads()} threads; "

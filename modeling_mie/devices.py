@@ -25,11 +25,6 @@ CUDA_CHUNK_FRAMES = 1024
 # (several fold processes may share one GPU); above it they stay in pinned CPU memory and move
 # one batch at a time.
 DEVICE_MEMORY_SHARE = 0.3
-# What runs the region CNN's grouped convolutions on CUDA (training and inference; the CPU always
-# uses PyTorch's): "cudnn" (`F.conv2d`) or "triton" (`triton_conv`, implicit matrix products on the
-# tensor cores, used under bf16/fp16 autocast; float32 stays on cuDNN).
-CONV_KERNELS = ("cudnn", "triton")
-CUDA_CONV_KERNEL = "cudnn"
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -128,33 +123,24 @@ def float32_mode(device: torch.device, precision: str):
             setattr(obj, name, old)
 
 
-def prepare_model(model: torch.nn.Module, device: torch.device, conv_kernel: str | None = None) -> torch.nn.Module:
-    """Move `model` to `device`; on CUDA, let the region CNN take large chunks of frames in NCHW
-    memory, and run its convolutions on `conv_kernel` (default `CUDA_CONV_KERNEL`; see
-    `CONV_KERNELS`)."""
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move `model` to `device` and set its region CNN's chunking and memory layout for it
+    (`configure_region_cnn`)."""
     model.to(device)
     cnn = getattr(model, "region_cnn", None)
     if cnn is not None:
-        configure_region_cnn(cnn, device, conv_kernel)
+        configure_region_cnn(cnn, device)
     return model
 
 
-def configure_region_cnn(cnn: torch.nn.Module, device: torch.device, conv_kernel: str | None = None) -> None:
-    """Set a `MieRegionCNN`'s chunking, memory layout and convolution kernel for `device`."""
+def configure_region_cnn(cnn: torch.nn.Module, device: torch.device) -> None:
+    """A `MieRegionCNN` set for `device`: on CUDA, large chunks of frames (`CUDA_CHUNK_FRAMES`) in
+    NCHW memory, where cuDNN's grouped convolutions ran faster than channels-last at every layer (an
+    H100, `bench/stacked_step.py --forms`; docs/training.md); elsewhere the CPU's chunks and
+    channels-last memory."""
     cuda = device.type == "cuda"
     cnn.chunk_frames = CUDA_CHUNK_FRAMES if cuda else None
     cnn.channels_last = not cuda
-    kernel = None
-    if cuda and (conv_kernel or CUDA_CONV_KERNEL) == "triton":
-        from . import triton_conv
-
-        if not triton_conv.available(device):
-            raise MieInputError("--conv-kernel triton needs Triton (pip install triton) and a CUDA GPU; "
-                                "pass --conv-kernel cudnn to use cuDNN's convolutions.")
-        kernel = triton_conv.region_conv
-    for module in cnn.modules():
-        if hasattr(module, "kernel") and hasattr(module, "kernel_size"):
-            module.kernel = kernel
 
 
 def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -175,9 +161,7 @@ def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 __all__ = [
-    "CONV_KERNELS",
     "CUDA_CHUNK_FRAMES",
-    "CUDA_CONV_KERNEL",
     "DEVICES",
     "PRECISIONS",
     "autocast",

@@ -178,14 +178,8 @@ class MieRegionConv2d(nn.Module):
             self.weight.uniform_(-bound, bound)
             self.bias.zero_()
 
-    #: None: cuDNN's grouped convolution (`F.conv2d`); else a function of (hidden, weight, bias)
-    #: computing the same (the Triton kernels for training on CUDA, `devices.prepare_model`).
-    kernel = None
-
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         # hidden: (N, regions * in, H, W) -> (N, regions * out, H, W)
-        if self.kernel is not None:
-            return self.kernel(hidden, self.weight, self.bias)
         return F.conv2d(
             hidden,
             self.weight.flatten(0, 1),
@@ -312,18 +306,20 @@ class MieRegionCNN(nn.Module):
         return [F.relu(branch(hidden)) for branch in self.inception] + [hidden]
 
     def _first_conv(self, pixel_values: torch.Tensor, depthwise: bool = True) -> torch.Tensor:
-        """conv1 on (N, regions, channels, H, W) -> (N, regions * filters, H, W), channels-last."""
+        """conv1 on (N, regions, channels, H, W) -> (N, regions * filters, H, W), channels-last
+        (NCHW where `channels_last` is off: CUDA, where the grouped convolution also runs inference)."""
         n, r, c, h, w = pixel_values.shape
         conv = self.conv1
-        memory = torch.channels_last if self.channels_last else torch.contiguous_format
+        if not self.channels_last:
+            return conv(pixel_values.reshape(n, r * c, h, w).contiguous())
         if c != 1 or not depthwise:
-            return conv(pixel_values.reshape(n, r * c, h, w).contiguous(memory_format=memory))
+            return conv(pixel_values.reshape(n, r * c, h, w).contiguous(memory_format=torch.channels_last))
         # Grey: one input channel per region, so repeating each region's image once per filter
         # turns the grouped convolution into a depthwise one, channel (r, f) <- filter f of r.
         # (Going channels-last before repeating measured 3.7x faster, copy and conv together,
         # than one transposing copy from the frames' own layout.)
         k = conv.out_channels
-        x = pixel_values.reshape(n, r, h, w).contiguous(memory_format=memory)
+        x = pixel_values.reshape(n, r, h, w).contiguous(memory_format=torch.channels_last)
         x = x.permute(0, 2, 3, 1).unsqueeze(-1).expand(n, h, w, r, k).reshape(n, h, w, r * k)  # (N, H, W, R*k)
         x = x.permute(0, 3, 1, 2)  # (N, R*k, H, W), channels-last memory
         return F.conv2d(

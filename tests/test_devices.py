@@ -80,6 +80,46 @@ def test_model_and_crops_move_to_the_device():
     assert on_cpu.region_cnn.chunk_frames is None  # the CPU keeps its measured chunking
 
 
+def test_cuda_layout_runs_the_convolutions_in_nchw_with_the_same_results():
+    """On CUDA the region CNN runs NCHW (cuDNN's grouped kernels were faster so on an H100); the
+    layout must not change what it computes, with or without gradients, and a stack of folds keeps it."""
+    from modeling_mie.devices import configure_region_cnn
+    from modeling_mie.stacked import stack_region_cnns
+
+    config = MieConfig.from_preset("fast")
+    torch.manual_seed(0)
+    cnn = MieForVideoClassification(config).region_cnn.eval()
+    h, w = config.crop_size
+    x = torch.rand(3, config.num_regions, config.num_channels, h, w)
+    seen = []
+    hook = cnn.conv1.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+
+    def run():
+        cnn.zero_grad()
+        features, logits = cnn(x)
+        logits.square().sum().backward()
+        with torch.no_grad():
+            inference = cnn(x)[0]
+        return features.detach(), inference, [p.grad.clone() for p in cnn.parameters()]
+
+    configure_region_cnn(cnn, torch.device("cpu"))
+    assert cnn.channels_last and cnn.chunk_frames is None
+    cpu = run()
+    assert seen == [False]  # channels-last input to the grouped conv1 (inference takes the depthwise path)
+    configure_region_cnn(cnn, torch.device("cuda"))  # sets attributes only: no GPU needed
+    assert not cnn.channels_last and cnn.chunk_frames == devices.CUDA_CHUNK_FRAMES
+    seen.clear()
+    cuda = run()
+    assert seen == [True, True]  # NCHW, training and inference alike
+    hook.remove()
+    torch.testing.assert_close(cuda[0], cpu[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cuda[1], cpu[1], rtol=1e-5, atol=1e-6)
+    for a, b in zip(cuda[2], cpu[2]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    stacked = stack_region_cnns([cnn, cnn], config)
+    assert not stacked.channels_last and stacked.chunk_frames == devices.CUDA_CHUNK_FRAMES
+
+
 def test_float32_mode_switches_tf32_only_on_cuda_and_restores_it():
     api, knobs = devices._fp32_precision_knobs()
     before = [getattr(obj, name) for obj, name in knobs]
