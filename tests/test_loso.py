@@ -181,6 +181,9 @@ def test_stacked_folds_give_the_folds_trained_one_by_one(full_run, synthetic_tin
     ]
     refused = loso(*common[:-len(QUICK)], "--stack-folds", "0", check=False)
     assert refused.returncode == 2 and "--stack-folds must be >= 1" in refused.stderr
+    refused = loso(*common[:-len(QUICK)], "--stack-folds", "many", check=False)
+    assert refused.returncode == 2 and "--stack-folds many: give auto or a whole number" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 @pytest.mark.parametrize(

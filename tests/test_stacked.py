@@ -201,3 +201,15 @@ def test_compiled_stacked_step_trains_what_the_eager_one_trains(tiny_config):
         torch.testing.assert_close(b.region_cnn.fc2.weight, a.region_cnn.fc2.weight, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="compile must be one of"):
         train_stage1_stacked(eager_models[:1], [folds[0][0]], SCHEDULE, generators[:1], dropout[:1], compile="max")
+
+
+def test_auto_stacks_on_cuda_only_in_even_groups():
+    """--stack-folds auto: fold by fold on the CPU; on CUDA groups of at most 17, as even as they come."""
+    from modeling_mie.stacked import CUDA_STACK_FOLDS, auto_stack_folds
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # a device object only: no GPU needed
+    assert auto_stack_folds(68, cpu) == 1
+    assert CUDA_STACK_FOLDS == 17
+    assert {n: auto_stack_folds(n, cuda) for n in (1, 3, 17, 18, 26, 35, 68)} == {
+        1: 1, 3: 3, 17: 17, 18: 9, 26: 13, 35: 12, 68: 17,
+    }

@@ -4,7 +4,7 @@
         --dataset smic=/data/SMIC --megc2019 --output-dir runs/megc2019 [--preset fast|paper]
         [--folds casme2/sub01 ...] [--workers N | --ray ADDRESS] [--resume] [--seed N]
         [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16] [--compile [reduce-overhead]]
-        [--stack-folds K]
+        [--stack-folds auto|K]
         [--push-to-hub ORG/NAME]
 
     python train/loso.py --dataset synthetic=data/synthetic --output-dir runs/synthetic
@@ -114,10 +114,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="compile stage 1's training steps with torch.compile (off by default; 'reduce-overhead' also "
                      "replays them as CUDA graphs); each fold process compiles once (tens of seconds), results differ "
                      "from eager ones in rounding only; see docs/training.md, Devices and precision")
-    run.add_argument("--stack-folds", type=int, default=1, metavar="K",
-                     help="train stage 1 of K folds at once as one stacked model (default 1: fold by fold): each fold "
-                     "trains as it would alone, in fewer, larger steps, for GPUs that one fold's small steps leave idle; "
-                     "results equal to rounding; see docs/training.md, Several folds in one model")
+    run.add_argument("--stack-folds", default="auto", metavar="auto|K",
+                     help="train stage 1 of K folds at once as one stacked model: each fold trains as it would alone, "
+                     "in fewer, larger steps, for GPUs that one fold's small steps leave idle; results equal to "
+                     "rounding. auto (default): groups of up to 17 on CUDA (68 folds: 4 of 17), 1 (fold by fold) on "
+                     "the CPU and for the compared methods; see docs/training.md, Several folds in one model")
     run.add_argument("--ray", metavar="ADDRESS", default=None,
                      help="run folds on a Ray cluster (ADDRESS, or 'local' to start one here); needs modeling_mie[ray] "
                      "and a file system shared by all nodes for --output-dir and --cache-dir")
@@ -156,9 +157,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--workers must be >= 1")
     if args.ray and args.workers > 1:
         parser.error("--ray and --workers are alternatives: Ray places the folds itself")
-    if args.stack_folds < 1:
-        parser.error("--stack-folds must be >= 1 (1 trains fold by fold)")
-    if args.stack_folds > 1 and args.method != "aouayeb":
+    if args.stack_folds != "auto":
+        try:
+            args.stack_folds = int(args.stack_folds)
+        except ValueError:
+            parser.error(f"--stack-folds {args.stack_folds}: give auto or a whole number of folds (1 trains fold by fold)")
+        if args.stack_folds < 1:
+            parser.error("--stack-folds must be >= 1 (1 trains fold by fold), or auto")
+    if args.stack_folds not in ("auto", 1) and args.method != "aouayeb":
         parser.error(f"--stack-folds is for the project's model; --method {args.method} trains its folds one by one")
     return args
 
@@ -192,6 +198,7 @@ def main(args) -> int:
     from modeling_mie.devices import describe_device, resolve_device, resolve_precision
     from modeling_mie.landmarks import user_cache_dir
     from modeling_mie.loso import parse_dataset_specs, prepare_data
+    from modeling_mie.stacked import auto_stack_folds
 
     start = time.time()
     output_dir = args.output_dir.expanduser().resolve()
@@ -231,6 +238,8 @@ def main(args) -> int:
                 f"{', '.join(subjects[:4])} ..."
             )
         folds = [s for s in subjects if s in set(args.folds)]
+    if args.stack_folds == "auto":
+        args.stack_folds = auto_stack_folds(len(folds), device) if args.method == "aouayeb" else 1
     device_text = describe_device(device, precision) + f"; {threads} CPU threads per fold"
     if args.compile != "off":
         device_text += f"; stage 1 compiled ({args.compile})"
