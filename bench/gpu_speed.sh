@@ -15,12 +15,13 @@
 # the CPU's launches or on the GPU), and CONCURRENT=N processes of one variant side by side
 # (default 3 of `compile`; CONCURRENT=0 skips it). Every step has its own timeout (STEP_TIMEOUT,
 # 150 s), and a step that fails or times out is reported and the others still run.
-# First of all (about 1-2 minutes): bench/stacked_step.py, the paper preset's stage-1 step with K
-# folds stacked in one model (train/loso.py --stack-folds K), K = STACK_FOLDS (1 4 16 68) eager and
-# STACK_FOLDS_COMPILED (1 68) compiled and as CUDA graphs: how far one step of many folds beats
+# First of all (about 2-3 minutes): bench/stacked_step.py, the paper preset's stage-1 step with K
+# folds stacked in one model (train/loso.py --stack-folds K), K = STACK_FOLDS (1 16 68) eager and
+# STACK_FOLDS_COMPILED (17 68) compiled and as CUDA graphs: how far one step of many folds beats
 # many steps of one (STACKED=0 skips it); then
-# bench/train.py with stage 1 and the features of STACK_RUN (16) folds stacked, 2 epochs, and one fold's
-# stage 2: seconds per fold with stacking (STACK_RUN=0 skips it; its own timeout, 300 s).
+# bench/train.py with stage 1 and the features of STACK_RUN (17, what --stack-folds auto stacks on
+# CUDA) folds stacked, 2 epochs, and one fold's stage 2: seconds per fold with stacking (STACK_RUN=0
+# skips it; its own timeout, 300 s).
 # Then (BASELINES=1, about a minute) the compared CNNs on the GPU: bench/flow_nets.py --device cuda
 # --epochs 3, seconds per epoch of their paper schedules (train/loso.py --method ... --device cuda).
 # With little device time, the stacked rows and the CUDA-graph row first:
@@ -28,7 +29,8 @@
 # BUDGET=S (seconds, default 0: none) skips every step that would start after S seconds, saying so,
 # so that a caller's own time limit does not cut a step in half. Where $OUT is a folder (the device
 # machine's), everything printed is also appended to $OUT/gpu_speed.log as it comes.
-# The eager stacked probe also times each convolution alone for every K (`--layers`).
+# The eager stacked probe also times each convolution alone for every K, written several ways
+# (`--forms`: grouped NCHW as CUDA runs it, channels-last, unfold + batched matmul, conv1 depthwise).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -39,9 +41,9 @@ CONCURRENT=${CONCURRENT:-3}
 CONCURRENT_VARIANT=${CONCURRENT_VARIANT:-compile}
 VARIANTS=${VARIANTS:-eager-old eager compile cudagraphs}
 STACKED=${STACKED:-1}
-STACK_FOLDS=${STACK_FOLDS:-1 4 16 68}
-STACK_FOLDS_COMPILED=${STACK_FOLDS_COMPILED:-1 68}  # each K compiles anew (tens of seconds)
-STACK_RUN=${STACK_RUN:-16}
+STACK_FOLDS=${STACK_FOLDS:-1 16 68}
+STACK_FOLDS_COMPILED=${STACK_FOLDS_COMPILED:-17 68}  # each K compiles anew (tens of seconds)
+STACK_RUN=${STACK_RUN:-17}
 BASELINES=${BASELINES:-1}
 BUDGET=${BUDGET:-0}
 LOGS=$(mktemp -d)
@@ -77,12 +79,12 @@ timeout 60 "$PY" -c "import torch, transformers; print('torch', torch.__version_
 if [ "$STACKED" -gt 0 ]; then
     for mode in off default reduce-overhead; do
         spent "stacked folds, compile $mode" && continue
-        ks=$STACK_FOLDS layers="--layers"
+        ks=$STACK_FOLDS layers="--forms"
         [ "$mode" = off ] || { ks=$STACK_FOLDS_COMPILED; layers=""; }
         echo "== stacked folds: bench/stacked_step.py paper bf16, compile $mode, K = $ks"
         # shellcheck disable=SC2086
         timeout "$STEP_TIMEOUT" "$PY" bench/stacked_step.py --device cuda --precision bf16 --preset paper \
-            --folds $ks --steps 10 --compile "$mode" $layers 2>&1 | grep -v "Warning\|warn(" | tail -40
+            --folds $ks --steps 10 --compile "$mode" $layers 2>&1 | grep -v "Warning\|warn(" | grep -v "^stacked_step_ms" | tail -70
         echo "  ($(( $(date +%s) - START )) s since the start)"
     done
 fi

@@ -17,9 +17,9 @@ stacked step's shapes) for every K: milliseconds, per fold, useful TFLOP/s and i
 which convolution takes the time and whether it scales with K (on an H100 the inception branches
 hold 79 % of the arithmetic; docs/training.md).
 
-`--forms` times each convolution written four ways at every K (cuDNN's grouped convolution
-channels-last as the model runs it, in NCHW, with cuDNN's autotuning, and as unfold + batched
-matrix product over the regions), inputs in the autocast dtype: whether another way beats the
+`--forms` times each convolution written several ways at every K (cuDNN's grouped convolution
+channels-last as the CPU runs it and NCHW as CUDA runs it, as unfold + batched matrix product over
+the regions, and conv1 as a depthwise convolution of the image repeated per filter), inputs in the autocast dtype: whether another way beats the
 grouped kernel once the groups are many.
 
 Last line: `stacked_step_ms_K<k>=<ms> ...` and `speedup_per_fold_K<k>=<x>` for each K.
@@ -108,7 +108,8 @@ def seconds_per_call(function, steps: int, device) -> float:
 
 def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str) -> list[tuple]:
     """Each convolution of the stacked CNN alone, forward and backward, at the shapes a stacked step
-    gives it (batch `batch`, `folds` x R regions, channels-last as the model runs): rows of
+    gives it (batch `batch`, `folds` x R regions, in the memory layout the model uses on `device`:
+    channels-last on the CPU, NCHW on CUDA): rows of
     (layer, ms, useful TFLOP/s, share of the convolutions' time). Useful FLOPs: 2 per
     multiply-add of the forward pass, x3 with the backward (x2 for conv1, whose input needs no
     gradient)."""
@@ -124,7 +125,8 @@ def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, p
     with float32_mode(device, precision):
         for name, layer, channels, lh, lw, input_grad in layers:
             x = torch.rand(batch, layer.num_regions * channels, lh, lw, device=device)
-            x = x.contiguous(memory_format=torch.channels_last).requires_grad_(input_grad)
+            memory = torch.contiguous_format if device.type == "cuda" else torch.channels_last
+            x = x.contiguous(memory_format=memory).requires_grad_(input_grad)
 
             def one():
                 with autocast(device, precision):
@@ -149,19 +151,28 @@ def _im2col_conv(layer, x: torch.Tensor) -> torch.Tensor:
     return (torch.matmul(weight, cols) + bias).view(n, g * o, h, w)
 
 
+def _depthwise_conv(layer, x: torch.Tensor) -> torch.Tensor:
+    """A one-input-channel `layer` (conv1) as a depthwise convolution: each region's image repeated
+    once per filter (what the model does for inference on the CPU)."""
+    o = layer.out_channels
+    return F.conv2d(x.repeat_interleave(o, dim=1), layer.weight.flatten(0, 2).unsqueeze(1), layer.bias.flatten(),
+                    padding=layer.kernel_size // 2, groups=layer.num_regions * o)
+
+
 FORMS = {
-    # name: (memory format, cudnn.benchmark, function of (layer, x))
-    "grouped CL": (torch.channels_last, False, lambda layer, x: layer(x)),
-    "grouped NCHW": (torch.contiguous_format, False, lambda layer, x: layer(x)),
-    "grouped CL tuned": (torch.channels_last, True, lambda layer, x: layer(x)),
-    "im2col bmm": (torch.contiguous_format, False, _im2col_conv),
+    # name: (memory format, function of (layer, x), whether it applies to the layer). cuDNN's
+    # autotuning (cudnn.benchmark) was a fourth form until an H100 showed it changed nothing.
+    "grouped CL": (torch.channels_last, lambda layer, x: layer(x), lambda layer: True),
+    "grouped NCHW": (torch.contiguous_format, lambda layer, x: layer(x), lambda layer: True),
+    "im2col bmm": (torch.contiguous_format, _im2col_conv, lambda layer: True),
+    "depthwise NCHW": (torch.contiguous_format, _depthwise_conv, lambda layer: layer.in_channels == 1),
 }
 
 
 def time_forms(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str) -> list[tuple]:
     """Each convolution of the stacked CNN, forward and backward, written several ways (`FORMS`:
-    cuDNN's grouped convolution channels-last as the model runs it, in NCHW, with cuDNN's autotuning,
-    and as unfold + batched matrix product): rows of (layer, form, ms, useful TFLOP/s), ms None where
+    the grouped convolution channels-last and NCHW, as unfold + batched matrix product, conv1 as a
+    depthwise convolution): rows of (layer, form, ms, useful TFLOP/s), ms None where
     the form ran out of memory. Inputs are in the autocast dtype, as the model's later layers get them."""
     torch.manual_seed(0)
     cnn = MieRegionCNN(config, num_regions=folds * config.num_regions).to(device).train()
@@ -177,9 +188,9 @@ def time_forms(config: MieConfig, folds: int, batch: int, steps: int, device, pr
         for name, layer, channels, lh, lw, input_grad in layers:
             macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
             flops = 2 * macs * (3 if input_grad else 2)
-            for form, (memory, tuned, function) in FORMS.items():
-                saved = torch.backends.cudnn.benchmark
-                torch.backends.cudnn.benchmark = tuned
+            for form, (memory, function, applies) in FORMS.items():
+                if not applies(layer):
+                    continue
                 try:
                     x = torch.rand(batch, layer.num_regions * channels, lh, lw, device=device, dtype=dtype)
                     x = x.contiguous(memory_format=memory).requires_grad_(input_grad)
@@ -195,7 +206,6 @@ def time_forms(config: MieConfig, folds: int, batch: int, steps: int, device, pr
                 except torch.OutOfMemoryError:
                     rows.append((name, form, None, None))
                 finally:
-                    torch.backends.cudnn.benchmark = saved
                     x = None
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
@@ -215,7 +225,7 @@ def main() -> None:
                         help="also time each convolution alone at every K (ms, useful TFLOP/s, share)")
     parser.add_argument("--forms", action="store_true",
                         help="also time each convolution written several ways at every K (grouped channels-last, "
-                        "NCHW, autotuned, unfold + batched matmul)")
+                        "NCHW, unfold + batched matmul, conv1 depthwise)")
     args = parser.parse_args()
     if min(args.folds) < 1 or args.steps < 1:
         parser.error("--folds and --steps must be >= 1")
