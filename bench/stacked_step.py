@@ -106,13 +106,10 @@ def seconds_per_call(function, steps: int, device) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str) -> list[tuple]:
-    """Each convolution of the stacked CNN alone, forward and backward, at the shapes a stacked step
-    gives it (batch `batch`, `folds` x R regions, in the memory layout the model uses on `device`:
-    channels-last on the CPU, NCHW on CUDA): rows of
-    (layer, ms, useful TFLOP/s, share of the convolutions' time). Useful FLOPs: 2 per
-    multiply-add of the forward pass, x3 with the backward (x2 for conv1, whose input needs no
-    gradient)."""
+def _conv_layers(config: MieConfig, folds: int, batch: int, device) -> list[tuple]:
+    """The stacked CNN's convolutions at a stacked step's shapes: rows of (name, layer, input channels
+    per region, height, width, whether the input needs a gradient, useful FLOPs forward and backward:
+    2 per multiply-add, x3 with the backward, x2 for conv1, whose input needs no gradient)."""
     torch.manual_seed(0)
     cnn = MieRegionCNN(config, num_regions=folds * config.num_regions).to(device).train()
     (h, w), c = config.crop_size, config.num_channels
@@ -122,21 +119,36 @@ def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, p
         for k, branch in zip(config.inception_kernel_sizes, cnn.inception)
     ]
     rows = []
+    for name, layer, channels, lh, lw, input_grad in layers:
+        macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
+        rows.append((name, layer, channels, lh, lw, input_grad, 2 * macs * (3 if input_grad else 2)))
+    return rows
+
+
+def _time_conv(layer, function, x: torch.Tensor, steps: int, device, precision: str) -> float:
+    """Seconds per forward and backward of `function(layer, x)` under the run's autocast."""
+
+    def one():
+        with autocast(device, precision):
+            out = function(layer, x)
+        out.backward(torch.ones_like(out))
+        layer.weight.grad = layer.bias.grad = x.grad = None
+
+    return seconds_per_call(one, steps, device)
+
+
+def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str) -> list[tuple]:
+    """Each convolution of the stacked CNN alone, forward and backward, at the shapes a stacked step
+    gives it (batch `batch`, `folds` x R regions, in the memory layout the model uses on `device`:
+    channels-last on the CPU, NCHW on CUDA): rows of (layer, ms, useful TFLOP/s, share of the
+    convolutions' time)."""
+    memory = torch.contiguous_format if device.type == "cuda" else torch.channels_last
+    rows = []
     with float32_mode(device, precision):
-        for name, layer, channels, lh, lw, input_grad in layers:
+        for name, layer, channels, lh, lw, input_grad, flops in _conv_layers(config, folds, batch, device):
             x = torch.rand(batch, layer.num_regions * channels, lh, lw, device=device)
-            memory = torch.contiguous_format if device.type == "cuda" else torch.channels_last
             x = x.contiguous(memory_format=memory).requires_grad_(input_grad)
-
-            def one():
-                with autocast(device, precision):
-                    out = layer(x)
-                out.backward(torch.ones_like(out))
-                layer.weight.grad = layer.bias.grad = x.grad = None
-
-            seconds = seconds_per_call(one, steps, device)
-            macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
-            flops = 2 * macs * (3 if input_grad else 2)
+            seconds = _time_conv(layer, lambda layer, x: layer(x), x, steps, device, precision)
             rows.append((name, seconds * 1e3, flops / seconds / 1e12))
     total = sum(r[1] for r in rows)
     return [(name, ms, tflops, ms / total) for name, ms, tflops in rows]
@@ -174,34 +186,17 @@ def time_forms(config: MieConfig, folds: int, batch: int, steps: int, device, pr
     the grouped convolution channels-last and NCHW, as unfold + batched matrix product, conv1 as a
     depthwise convolution): rows of (layer, form, ms, useful TFLOP/s), ms None where
     the form ran out of memory. Inputs are in the autocast dtype, as the model's later layers get them."""
-    torch.manual_seed(0)
-    cnn = MieRegionCNN(config, num_regions=folds * config.num_regions).to(device).train()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    (h, w), c = config.crop_size, config.num_channels
-    layers = [("conv1", cnn.conv1, c, h, w, False), ("conv2", cnn.conv2, config.conv1_filters, h // 2, w // 2, True)]
-    layers += [
-        (f"inception {k}x{k}", branch, config.conv2_filters, h // 4, w // 4, True)
-        for k, branch in zip(config.inception_kernel_sizes, cnn.inception)
-    ]
     rows = []
     with float32_mode(device, precision):
-        for name, layer, channels, lh, lw, input_grad in layers:
-            macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
-            flops = 2 * macs * (3 if input_grad else 2)
+        for name, layer, channels, lh, lw, input_grad, flops in _conv_layers(config, folds, batch, device):
             for form, (memory, function, applies) in FORMS.items():
                 if not applies(layer):
                     continue
                 try:
                     x = torch.rand(batch, layer.num_regions * channels, lh, lw, device=device, dtype=dtype)
                     x = x.contiguous(memory_format=memory).requires_grad_(input_grad)
-
-                    def one():
-                        with autocast(device, precision):
-                            out = function(layer, x)
-                        out.backward(torch.ones_like(out))
-                        layer.weight.grad = layer.bias.grad = x.grad = None
-
-                    seconds = seconds_per_call(one, steps, device)
+                    seconds = _time_conv(layer, function, x, steps, device, precision)
                     rows.append((name, form, seconds * 1e3, flops / seconds / 1e12))
                 except torch.OutOfMemoryError:
                     rows.append((name, form, None, None))
