@@ -36,7 +36,7 @@ def make_video(seconds: float, seed: int = 7) -> Path:
     """A synthetic 640 x 480, 30 fps long video of `seconds` (cached)."""
     import cv2
 
-    from modeling_mie.synthetic_long import plan_long_videos, render_long_video
+    from modeling_mie.synthetic_long_plan import plan_long_videos, render_long_video
 
     path = CACHE / f"spot_{int(seconds)}s_seed{seed}.avi"
     if path.is_file():

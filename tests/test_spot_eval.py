@@ -19,7 +19,8 @@ import spot_eval  # noqa: E402
 @pytest.fixture(scope="module")
 def long_set(tmp_path_factory, landmarker_path):
     """Two 8 s CAS(ME)^2-layout videos of one subject (one with expressions, one of blinks only)."""
-    from modeling_mie.synthetic_long import generate_long_videos, plan_long_videos
+    from modeling_mie.synthetic_long import generate_long_videos
+    from modeling_mie.synthetic_long_plan import plan_long_videos
 
     out = tmp_path_factory.mktemp("long_set")
     plan = plan_long_videos(["casme_sq"], subjects=1, videos_per_subject=2, seconds=8.0, seed=3)

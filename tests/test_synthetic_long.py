@@ -24,21 +24,23 @@ from modeling_mie.synthetic_faces import (
     head_motion_course,
 )
 from modeling_mie.synthetic_long import (
-    CASME_SQ_SUBJECTS,
-    CASME_SQ_VIDEOS,
     MANIFEST_FILE,
     SAMM_EMOTION_HEADER,
     SAMM_LV_HEADER,
+    generate_long_videos,
+    main,
+    parse_args,
+    read_long_manifest,
+)
+from modeling_mie.synthetic_long_plan import (
+    CASME_SQ_SUBJECTS,
+    CASME_SQ_VIDEOS,
     SAMM_LV_SUBJECTS,
     blink_strength,
     expression_strength,
-    generate_long_videos,
     head_pose_course,
     long_video_landmarks,
-    main,
-    parse_args,
     plan_long_videos,
-    read_long_manifest,
     render_long_video,
 )
 from modeling_mie.synthetic_plan import (
