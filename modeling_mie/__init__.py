@@ -59,13 +59,14 @@ _LAZY = {
     "load_casme2": "data",
     "load_samm": "data",
     "load_smic": "data",
-    "load_megc2019": "data",
-    "read_megc2019_ground_truth": "data",
     "summarize_clips": "data",
     "format_summary": "data",
     "parse_action_units": "data",
     "clip_region_labels": "data",
     "clip_features": "data",
+    # megc2019.py
+    "load_megc2019": "megc2019",
+    "read_megc2019_ground_truth": "megc2019",
     # long_videos.py
     "load_casme_sq": "long_videos",
     "load_samm_lv": "long_videos",

@@ -1,9 +1,10 @@
-"""Loaders for SMIC, CASME II, SAMM and the MEGC 2019 composite, one `datasets.Dataset` row per clip.
+"""Loaders for SMIC, CASME II and SAMM, one `datasets.Dataset` row per clip.
 
 The layouts, spellings and quirks read here are those of ../shared/DATASETS.md (the project's
 specification of the three licensed databases). Every loader returns rows with the same
-features (`CLIP_FEATURES`), so the databases concatenate and the composite is a plain selection
-of them driven by the official MEGC 2019 list.
+features (`clip_features()`), so the databases concatenate, and the MEGC 2019 composite
+(`modeling_mie.megc2019`) is a plain selection of them driven by the official list. Reading the
+frame folders and workbooks is `modeling_mie.annotations`, shared with the long-video loaders.
 
 Frames are stored as paths, not decoded images: a SAMM clip is hundreds of 2040 x 1088 frames,
 and the preprocessing cache (`modeling_mie.cache`) reads each frame once anyway.
@@ -11,38 +12,36 @@ and the preprocessing cache (`modeling_mie.cache`) reads each frame once anyway.
 
 from __future__ import annotations
 
-import bisect
-import csv
-import hashlib
-import io
 import logging
-import os
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable
 
+from .annotations import (
+    DATABASE_NAMES,
+    ClipProblem,
+    _cell_text,
+    _check_root,
+    _digits,
+    _find_tree,
+    _frame_cell,
+    _frame_positions,
+    _listing,
+    _locate_workbook,
+    _scan_frames,
+    _subdirs,
+    _TreeHasher,
+    _variant,
+    read_workbook,
+)
 from .errors import MieInputError
 from .landmarks import _sha256 as _file_digest
 
 logger = logging.getLogger(__name__)
 
-# Bumped whenever the rows a loader produces change for the same files: it is part of every
-# fingerprint, so an upgrade never returns rows cached by an older loader.
-LOADER_VERSION = "1"
 
 DATABASES = ("smic", "casme2", "samm")
-# Names in messages. The long-video databases (long_videos.py) are named here too because they
-# share this module's helpers (_check_root, _find_tree, _locate_workbook, ClipProblem).
-DATABASE_NAMES = {
-    "smic": "SMIC",
-    "casme2": "CASME II",
-    "samm": "SAMM",
-    "casme_sq": "CAS(ME)^2",
-    "samm_lv": "SAMM Long Videos",
-    "casme3_a": "CAS(ME)^3 Part A",
-}
 MEGC_CLASSES = ("negative", "positive", "surprise")
 
 # Frames per second of each recording (DATASETS.md); SMIC's VIS and NIR parts run at 25 fps.
@@ -66,13 +65,6 @@ EMOTION_TO_CLASS = {
     "smic": {"negative": 0, "positive": 1, "surprise": 2},
 }
 
-# Image files a clip folder may hold. SMIC is BMP, CASME II and SAMM are JPG; PNG is accepted for
-# trees written by other tools. Anything else (Thumbs.db, .txt notes) is ignored.
-IMAGE_SUFFIXES = frozenset({".bmp", ".jpg", ".jpeg", ".png"})
-
-# The frame number is the integer right before the extension: `img46.jpg`, `reg_img46.jpg`,
-# `image01234567.bmp`, `006_05562.jpg` (the subject number comes first there, so the LAST digits).
-_FRAME_NUMBER = re.compile(r"(\d+)\.[A-Za-z]+$")
 
 # Workbooks looked for beside the tree when `annotations=` is not given, most preferred first.
 # The 2014 CASME II workbook is the one the MEGC 2019 list was built from; the 2019 one relabels
@@ -103,13 +95,6 @@ SAMM_COLUMNS = {
 }
 CASME2_SHEET = "Sheet1"
 SAMM_SHEET = "MICRO_ONLY"
-# SAMM's header is on row 14 after 13 note rows; search this many rows for the header.
-_HEADER_SEARCH_ROWS = 40
-
-# How many problems an error message or warning spells out before "... and N more".
-_SHOW = 10
-
-GROUND_TRUTH_RESOURCE = "megc2019_3class_gt.csv"
 
 
 def clip_features():
@@ -200,18 +185,7 @@ def parse_action_units(value) -> list[int]:
     return sorted({int(d) for d in re.findall(r"\d+", text) if int(d) > 0})
 
 
-# ---------------------------------------------------------------------------- small helpers
-@dataclass
-class ClipProblem:
-    """A clip that an annotation (workbook or list) names but that cannot be read from disk."""
-
-    database: str
-    subject: str
-    clip: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{DATABASE_NAMES.get(self.database, self.database)} {self.subject}/{self.clip}: {self.reason}"
+# ---------------------------------------------------------------------------- clip rows
 
 
 @dataclass
@@ -224,166 +198,6 @@ class _Scan:
     fingerprint: str
     tree: Path
     annotations: Path | None
-
-
-def _listing(items: Sequence, show: int = _SHOW) -> str:
-    items = [str(i) for i in items]
-    text = "; ".join(items[:show])
-    if len(items) > show:
-        text += f"; ... and {len(items) - show} more"
-    return text
-
-
-def _norm_header(value) -> str:
-    return re.sub(r"[\s_]+", "", str(value)).lower() if value is not None else ""
-
-
-def _digits(value) -> int | None:
-    """The integer in a subject cell or folder name ("01", 1, "006", "sub01", "s1"), or None."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return int(value) if value == int(value) else None
-    found = re.findall(r"\d+", str(value))
-    return int(found[0]) if len(found) == 1 else None
-
-
-def _cell_text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value == int(value):
-        return str(int(value))
-    return str(value).strip()
-
-
-def _frame_cell(value, what: str, where: str) -> int | None:
-    """A frame number from a workbook cell; None for a missing value (CASME II writes `/`)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        if value != int(value):
-            raise MieInputError(f"{where}: {what} must be a whole frame number, got {value!r}.")
-        return int(value)
-    text = str(value).strip()
-    if text in ("", "/", "-", "?", "n/a", "N/A", "NA", "None"):
-        return None
-    if re.fullmatch(r"\d+(\.0+)?", text):
-        return int(float(text))
-    raise MieInputError(
-        f"{where}: {what} {text!r} is not a frame number; write the frame number, or '/' when the "
-        "frame is unknown."
-    )
-
-
-def _scan_frames(folder: Path) -> list[tuple[int, str, int, int]]:
-    """(frame number, file name, size in bytes, mtime in ns) of the frames of a clip folder.
-
-    Sorted by the integer in the file name, never by the name itself: CASME II writes `img9`
-    before `img10` unpadded, and SMIC's absolute counters have 5 to 8 digits with varying padding.
-    """
-    frames = []
-    with os.scandir(folder) as it:
-        for entry in it:
-            suffix = os.path.splitext(entry.name)[1].lower()
-            if suffix not in IMAGE_SUFFIXES or not entry.is_file():
-                continue
-            match = _FRAME_NUMBER.search(entry.name)
-            if match is None:
-                logger.debug("Ignoring %s: no frame number before the extension.", os.path.join(folder, entry.name))
-                continue
-            stat = entry.stat()
-            frames.append((int(match.group(1)), entry.name, stat.st_size, stat.st_mtime_ns))
-    frames.sort()
-    for a, b in zip(frames, frames[1:]):
-        if a[0] == b[0]:
-            raise MieInputError(
-                f"Clip folder {folder} has two frames numbered {a[0]} ({a[1]} and {b[1]}); a clip folder "
-                "must hold one file per frame. Remove the duplicate."
-            )
-    return frames
-
-
-def _subdirs(path: Path) -> list[os.DirEntry]:
-    try:
-        with os.scandir(path) as it:
-            return sorted((e for e in it if e.is_dir()), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return []
-
-
-def _check_root(root, database: str) -> Path:
-    if root is None:
-        raise MieInputError(f"No {DATABASE_NAMES[database]} root folder given; pass the folder of the database.")
-    path = Path(root).expanduser()
-    if not path.exists():
-        raise MieInputError(
-            f"The {DATABASE_NAMES[database]} root folder {path} does not exist; pass the folder you unpacked "
-            "the database into."
-        )
-    if not path.is_dir():
-        raise MieInputError(f"The {DATABASE_NAMES[database]} root {path} is a file; pass the folder of the database.")
-    return path.resolve()
-
-
-def _find_tree(root: Path, is_tree: Callable[[Path], bool], database: str, example: str) -> Path:
-    """The folder at or below `root` (2 levels) that holds the clip tree of one database."""
-    if is_tree(root):
-        return root
-    found = []
-    for child in _subdirs(root):
-        if is_tree(Path(child.path)):
-            found.append(Path(child.path))
-            continue
-        found.extend(Path(g.path) for g in _subdirs(Path(child.path)) if is_tree(Path(g.path)))
-    if len(found) == 1:
-        return found[0]
-    name = DATABASE_NAMES[database]
-    if not found:
-        raise MieInputError(
-            f"No {name} clip tree found in {root} (searched 2 levels down); expected a layout like {example}. "
-            "Pass the folder that holds the subject folders (or its parent)."
-        )
-    raise MieInputError(
-        f"{root} holds several {name} trees: {', '.join(str(f) for f in found)}. Pass the one you want as root "
-        "(for example the raw or the cropped copy)."
-    )
-
-
-def _variant(frame_name: str) -> str:
-    # The cropped copies of CASME II ("reg_img46.jpg") and SMIC ("reg_image<frame>.bmp") prefix
-    # every frame with reg_; the raw trees do not.
-    return "cropped" if frame_name.lower().startswith("reg_") else "raw"
-
-
-class _TreeHasher:
-    """Fingerprint of what a loader read: every frame's name, size and mtime, and the workbook's bytes."""
-
-    def __init__(self, *parts):
-        self._hash = hashlib.sha256()
-        self.update("mie-loader", LOADER_VERSION, *parts)
-
-    def update(self, *parts) -> None:
-        for part in parts:
-            self._hash.update(repr(part).encode())
-            self._hash.update(b"\0")
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-
-def _frame_positions(numbers: list[int], onset: int, apex: int | None, offset: int):
-    """Indices of onset, apex, offset in the sorted frame numbers, and how the apex was found."""
-    onset_index = bisect.bisect_left(numbers, onset)
-    offset_index = bisect.bisect_right(numbers, offset) - 1
-    if apex is None:
-        apex_index = (onset_index + offset_index) // 2
-        return onset_index, apex_index, offset_index, "middle"
-    if numbers[0] <= apex <= numbers[-1]:
-        right = bisect.bisect_left(numbers, apex)
-        # nearest frame present (exact in complete folders; a gap picks its closer neighbour)
-        apex_index = right if numbers[right] - apex <= apex - numbers[max(right - 1, 0)] else right - 1
-        return onset_index, apex_index, offset_index, "annotated"
-    return onset_index, (0 if apex < numbers[0] else len(numbers) - 1), offset_index, "clamped"
 
 
 def _clip_row(
@@ -452,122 +266,7 @@ def _clip_row(
     )
 
 
-# ---------------------------------------------------------------------------- workbooks
-def _locate_workbook(annotations, search: Iterable[Path], names: Sequence[str], database: str) -> Path:
-    label = DATABASE_NAMES[database]
-    if annotations is not None:
-        path = Path(annotations).expanduser()
-        if not path.is_file():
-            raise MieInputError(f"The {label} annotation workbook {path} does not exist; check annotations=.")
-        return path.resolve()
-    folders = []
-    for folder in search:
-        if folder not in folders:
-            folders.append(folder)
-    for name in names:
-        for folder in folders:
-            hits = sorted(folder.glob(name)) if "*" in name else [folder / name]
-            hits = [h for h in hits if h.is_file()]
-            if hits:
-                logger.info("%s annotations: %s", label, hits[0])
-                return hits[0].resolve()
-    raise MieInputError(
-        f"The {label} annotation workbook was not found: looked for {', '.join(names)} in "
-        f"{', '.join(str(f) for f in folders)}. Pass annotations=PATH to the .xlsx file."
-    )
-
-
-def _column_names(name) -> tuple[str, ...]:
-    """The accepted spellings of one column: a name, or a tuple of alternatives."""
-    return (name,) if isinstance(name, str) else tuple(name)
-
-
-def _shown_column(name) -> str:
-    return " or ".join(_column_names(name))
-
-
-def read_workbook(path, sheet: str | None, columns: dict, database: str, optional: dict | None = None) -> list[dict]:
-    """Rows of an annotation workbook as dicts keyed by the keys of `columns`, plus `_row`.
-
-    The header is the first row (of the first 40) holding both the `subject` and the `filename`
-    column, so CASME II (header on row 1) and SAMM (13 note rows, header on row 14) read the same
-    way. Rows with neither subject nor filename (trailing blanks) are skipped.
-
-    Args:
-        path: the .xlsx file.
-        sheet: the sheet to read; None reads the first one. A workbook with a single sheet of
-            another name is read with a warning.
-        columns: key -> header name, or a tuple of accepted names (the first one present is read;
-            names match ignoring case, spaces and underscores). Must have "subject" and "filename".
-        database: the key (or name) of the database, for messages.
-        optional: like `columns`, for columns read when present; absent ones give None.
-
-    Raises:
-        MieInputError: unreadable file, no such sheet, no header, or required columns missing
-            (the message names the expected columns and the ones found).
-    """
-    import openpyxl
-
-    label = DATABASE_NAMES.get(database, database)
-    try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a file that is not a workbook
-        raise MieInputError(f"Cannot read the {label} workbook {path} ({exc}); it must be an .xlsx file.") from exc
-    try:
-        if sheet is None:
-            ws = book[book.sheetnames[0]]
-        elif sheet in book.sheetnames:
-            ws = book[sheet]
-        elif len(book.sheetnames) == 1:
-            logger.warning("%s workbook %s has no sheet %r; reading its only sheet %r.", label, path, sheet, book.sheetnames[0])
-            ws = book[book.sheetnames[0]]
-        else:
-            raise MieInputError(
-                f"The {label} workbook {path} has no sheet {sheet!r} (sheets: {book.sheetnames}); the "
-                f"annotations are expected on sheet {sheet!r}."
-            )
-        rows = [tuple(r) for r in ws.iter_rows(values_only=True)]
-    finally:
-        book.close()
-    subject_names = {_norm_header(n) for n in _column_names(columns["subject"])}
-    filename_names = {_norm_header(n) for n in _column_names(columns["filename"])}
-    header_at = None
-    for i, row in enumerate(rows[:_HEADER_SEARCH_ROWS]):
-        names = {_norm_header(c) for c in row}
-        if names & subject_names and names & filename_names:
-            header_at = i
-            break
-    expected = [_shown_column(n) for n in columns.values()]
-    if header_at is None:
-        raise MieInputError(
-            f"The {label} workbook {path} (sheet {ws.title!r}) has no header row with "
-            f"{_shown_column(columns['subject'])} and {_shown_column(columns['filename'])} in its "
-            f"first {_HEADER_SEARCH_ROWS} rows; expected the columns {expected}."
-        )
-    header = [_norm_header(c) for c in rows[header_at]]
-    index = {}
-    for key, name in {**(optional or {}), **columns}.items():
-        for alternative in _column_names(name):
-            if _norm_header(alternative) in header:
-                index[key] = header.index(_norm_header(alternative))
-                break
-    missing = [_shown_column(columns[k]) for k in columns if k not in index]
-    if missing:
-        found = [c for c in rows[header_at] if c is not None]
-        raise MieInputError(
-            f"The {label} workbook {path} (sheet {ws.title!r}, header on row {header_at + 1}) lacks the columns "
-            f"{missing}. Expected columns {expected}; found {found}. Is this the right workbook?"
-        )
-    absent = {k: None for k in (optional or {}) if k not in index}
-    out = []
-    for i, row in enumerate(rows[header_at + 1 :], start=header_at + 2):
-        cells = {k: (row[j] if j < len(row) else None) for k, j in index.items()}
-        if cells["subject"] in (None, "") and cells["filename"] in (None, ""):
-            continue
-        cells.update(absent)
-        cells["_row"] = i
-        out.append(cells)
-    return out
+# ---------------------------------------------------------------------------- annotated trees
 
 
 def _workbook_clips(records: list[dict], path: Path, database: str, subject_width: int):
@@ -921,204 +620,6 @@ def _finish(scan: _Scan, strict: bool, cache_dir):
     return dataset
 
 
-# ---------------------------------------------------------------------------- MEGC 2019 composite
-@dataclass(frozen=True)
-class GroundTruthClip:
-    """One row of the MEGC 2019 list: `database,subject,filename,class` as written."""
-
-    database: str
-    subject: str
-    filename: str
-    label: int
-    line: int
-
-
-def read_megc2019_ground_truth(path=None) -> list[GroundTruthClip]:
-    """The MEGC 2019 ground-truth list: the shipped official copy by default, or the file at `path`.
-
-    The official list (`combined_3class_gt.csv`, 442 rows, 2018-12-07) has no header, CRLF line
-    ends and rows `db,subject,filename,class` (0 negative, 1 positive, 2 surprise). A header row
-    in another list (e.g. a synthetic one) is tolerated.
-
-    Raises:
-        MieInputError: missing file, a row without 4 fields, an unknown database or class, or a
-            repeated clip.
-    """
-    if path is None:
-        text = resources.files(__package__).joinpath("resources", GROUND_TRUTH_RESOURCE).read_text(encoding="utf-8")
-        source = f"the shipped {GROUND_TRUTH_RESOURCE}"
-    else:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise MieInputError(f"The MEGC 2019 ground-truth list {path} does not exist; check ground_truth=.")
-        text = path.read_text(encoding="utf-8-sig")
-        source = str(path)
-    out, seen = [], {}
-    for line, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
-        fields = [f.strip() for f in fields]
-        if not any(fields):
-            continue
-        if len(fields) != 4:
-            raise MieInputError(
-                f"{source}, line {line}: expected 4 fields database,subject,filename,class; got {fields}."
-            )
-        database, subject, filename, label = fields
-        if line == 1 and not label.lstrip("-").isdigit():
-            continue  # a header row
-        if database.lower() not in DATABASES:
-            raise MieInputError(f"{source}, line {line}: unknown database {database!r}; expected one of {list(DATABASES)}.")
-        if label not in ("0", "1", "2"):
-            raise MieInputError(f"{source}, line {line}: class must be 0, 1 or 2 ({', '.join(MEGC_CLASSES)}); got {label!r}.")
-        clip = GroundTruthClip(database.lower(), subject, filename, int(label), line)
-        key = _megc_key(clip.database, subject, filename)
-        if key in seen:
-            raise MieInputError(f"{source}, line {line}: {database} {subject} {filename} repeats line {seen[key]}.")
-        seen[key] = line
-        out.append(clip)
-    if not out:
-        raise MieInputError(f"{source} lists no clips.")
-    return out
-
-
-def _megc_key(database: str, subject, filename: str):
-    """One key for a clip however it is spelled: s01/s1, s01_ne_01/s1_ne_01, 6/006, sub01/01/1."""
-    number = _digits(subject)
-    if database == "smic":
-        m = _SMIC_CLIP.match(filename)
-        if m:
-            return ("smic", int(m.group(1)), m.group(2).lower(), int(m.group(3)))
-    # CASME II episode names are NOT number-normalised: EP01_2 and EP01_02 could both exist.
-    return (database, number, filename.lower())
-
-
-def load_megc2019(
-    casme2=None,
-    samm=None,
-    smic=None,
-    ground_truth=None,
-    *,
-    casme2_annotations=None,
-    samm_annotations=None,
-    strict: bool = False,
-    cache_dir=None,
-):
-    """The MEGC 2019 composite (SMIC HS + CASME II + SAMM, 442 clips, 68 subjects, 3 classes).
-
-    Driven by the official list (the shipped copy, or `ground_truth=` another list in the same
-    format), not by re-mapping workbooks: its class is the `label`, its spellings are in
-    `megc_subject` / `megc_filename`, its order is the row order. Subject spellings are reconciled
-    (SMIC s01 = folder s1, s01_ne_01 = s1_ne_01; SAMM 6 = 006; CASME II sub01 = workbook 01/1).
-
-    Args:
-        casme2, samm, smic: roots as for `load_casme2`, `load_samm`, `load_smic`. Any may be
-            omitted; the result then holds the listed clips of the databases given.
-        ground_truth: path of a list `db,subject,filename,class`; default the official list.
-        casme2_annotations, samm_annotations: the workbooks, when not beside the roots.
-        strict: raise when a listed clip of a given database is missing or unreadable. Otherwise
-            each one is logged (a warning naming them) and kept in `dataset.missing_clips`.
-        cache_dir: as for `load_casme2`.
-
-    Returns:
-        `datasets.Dataset` with `clip_features()`; attribute `missing_clips`: list of dicts
-        (database, subject, filename, label, reason) of listed clips not in the dataset
-        (attributes do not survive `map`/`filter`: read it right away). `summarize_clips()` gives
-        counts per database and class.
-
-    Raises:
-        MieInputError: no database given, a root or workbook problem, or (strict) missing clips.
-    """
-    roots = {"smic": smic, "casme2": casme2, "samm": samm}
-    if all(r is None for r in roots.values()):
-        raise MieInputError("load_megc2019 needs at least one of casme2=, samm=, smic= (the database root folders).")
-    listed = read_megc2019_ground_truth(ground_truth)
-    gt_hash = _file_digest(Path(ground_truth)) if ground_truth is not None else _shipped_digest()
-    scans: dict[str, _Scan] = {}
-    for database in DATABASES:
-        if roots[database] is None:
-            continue
-        if database == "casme2":
-            scans[database] = _scan_casme2(roots[database], casme2_annotations)
-        elif database == "samm":
-            scans[database] = _scan_samm(roots[database], samm_annotations)
-        else:
-            scans[database] = _scan_smic(roots[database])
-    by_key = {}
-    problem_by_key = {}
-    for scan in scans.values():
-        for row in scan.rows:
-            by_key[_megc_key(scan.database, row["megc_subject"], row["megc_filename"])] = row
-        for p in scan.problems:
-            problem_by_key[_megc_key(scan.database, p.subject, p.clip)] = p.reason
-    rows, missing, disagree = [], [], []
-    for clip in listed:
-        if clip.database not in scans:
-            continue
-        key = _megc_key(clip.database, clip.subject, clip.filename)
-        row = by_key.get(key)
-        if row is None:
-            reason = problem_by_key.get(key) or _absent_reason(scans[clip.database], clip)
-            missing.append(
-                {
-                    "database": clip.database,
-                    "subject": clip.subject,
-                    "filename": clip.filename,
-                    "label": clip.label,
-                    "reason": reason,
-                }
-            )
-            continue
-        row = dict(row)
-        mapped = row["label"]
-        if mapped != clip.label:
-            disagree.append(
-                f"{clip.database} {clip.subject} {clip.filename}: list says {MEGC_CLASSES[clip.label]}, "
-                f"annotation says {row['emotion']!r}"
-            )
-        row.update(label=clip.label, megc_subject=clip.subject, megc_filename=clip.filename)
-        rows.append(row)
-    if disagree:
-        # The list wins (it defines MEGC 2019); a difference usually means another workbook
-        # version (the 2019 CASME II workbook relabels three sub24 clips).
-        logger.warning(
-            "MEGC 2019: %d clips have a list class that differs from their annotated emotion; the list's class "
-            "is used: %s",
-            len(disagree),
-            _listing(disagree),
-        )
-    if missing:
-        shown = [f"{m['database']} {m['subject']} {m['filename']} ({m['reason']})" for m in missing]
-        message = f"MEGC 2019: {len(missing)} listed clips are missing or unreadable: {_listing(shown)}."
-        if strict:
-            raise MieInputError(message + " Complete the database copies, or pass strict=False to go on without them.")
-        logger.warning("%s They are left out; see dataset.missing_clips.", message)
-    if not rows:
-        raise MieInputError(
-            "MEGC 2019: none of the listed clips was found in the given databases "
-            f"({', '.join(DATABASE_NAMES[d] for d in scans)})."
-        )
-    hasher = _TreeHasher("megc2019", gt_hash, sorted((d, s.fingerprint) for d, s in scans.items()))
-    dataset = _to_dataset(rows, hasher.hexdigest(), cache_dir)
-    dataset.missing_clips = missing
-    return dataset
-
-
-def _absent_reason(scan: _Scan, clip: GroundTruthClip) -> str:
-    if scan.database == "smic":
-        return f"no clip folder for it under {scan.tree}"
-    return f"no {DATABASE_NAMES[scan.database]} workbook row for it in {scan.annotations.name if scan.annotations else 'the workbook'}"
-
-
-_SHIPPED_DIGEST: str | None = None
-
-
-def _shipped_digest() -> str:
-    global _SHIPPED_DIGEST
-    if _SHIPPED_DIGEST is None:
-        data = resources.files(__package__).joinpath("resources", GROUND_TRUTH_RESOURCE).read_bytes()
-        _SHIPPED_DIGEST = hashlib.sha256(data).hexdigest()
-    return _SHIPPED_DIGEST
-
-
 # ---------------------------------------------------------------------------- summary
 def summarize_clips(dataset) -> dict:
     """Counts per database and class, clips and subjects, plus a `total` entry.
@@ -1196,17 +697,14 @@ def clip_region_labels(example: dict, config, use_action_units: bool = True) -> 
 __all__ = [
     "ClipProblem",
     "EMOTION_TO_CLASS",
-    "GroundTruthClip",
     "MEGC_CLASSES",
     "clip_features",
     "clip_region_labels",
     "format_summary",
     "load_casme2",
-    "load_megc2019",
     "load_samm",
     "load_smic",
     "parse_action_units",
-    "read_megc2019_ground_truth",
     "read_workbook",
     "summarize_clips",
 ]

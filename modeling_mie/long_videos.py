@@ -22,10 +22,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
-from .data import DATABASE_NAMES as _NAMES
-from .data import (
-    EMOTION_TO_CLASS,
-    MEGC_CLASSES,
+from .annotations import DATABASE_NAMES as _NAMES
+from .annotations import (
     ClipProblem,
     _cell_text,
     _check_root,
@@ -38,16 +36,16 @@ from .data import (
     _norm_header,
     _scan_frames,
     _subdirs,
-    _to_dataset,
     _TreeHasher,
     read_workbook,
 )
+from .data import EMOTION_TO_CLASS, MEGC_CLASSES, _to_dataset
 from .errors import MieInputError
 from .landmarks import _sha256 as _file_digest
 
 logger = logging.getLogger(__name__)
 
-# Part of every fingerprint (beside data.LOADER_VERSION): bump it whenever the rows change for the
+# Part of every fingerprint (beside annotations.LOADER_VERSION): bump it whenever the rows change for the
 # same files, so that an upgrade never returns rows cached by an older loader.
 LONG_VIDEO_LOADER_VERSION = "1"
 

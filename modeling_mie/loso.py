@@ -84,6 +84,7 @@ def parse_dataset_specs(specs: Sequence[str]) -> dict[str, Path]:
 def load_rows(datasets: dict[str, Path], megc2019: bool):
     """Loader rows with a 3-class label, a description and missing clips."""
     from . import data as mie_data
+    from . import megc2019 as mie_megc2019
 
     if "synthetic" in datasets:
         root = datasets["synthetic"]
@@ -93,7 +94,7 @@ def load_rows(datasets: dict[str, Path], megc2019: bool):
                 f"{root} is not a synthetic dataset folder (no combined_3class_gt.csv); make one with "
                 "`python -m modeling_mie.synthetic --out DIR --profile megc2019`."
             )
-        ds = mie_data.load_megc2019(
+        ds = mie_megc2019.load_megc2019(
             casme2=root / "CASME2", samm=root / "SAMM", smic=root / "SMIC", ground_truth=ground_truth
         )
         description = (
@@ -102,7 +103,7 @@ def load_rows(datasets: dict[str, Path], megc2019: bool):
         )
         return ds, description, list(getattr(ds, "missing_clips", [])), True
     if megc2019:
-        ds = mie_data.load_megc2019(
+        ds = mie_megc2019.load_megc2019(
             casme2=datasets.get("casme2"), samm=datasets.get("samm"), smic=datasets.get("smic")
         )
         names = " + ".join(n for n in ("smic", "casme2", "samm") if n in datasets)
