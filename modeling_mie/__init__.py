@@ -79,7 +79,7 @@ _LAZY = {
     # synthetic.py
     "generate_synthetic_dataset": "synthetic",
     "plan_synthetic_dataset": "synthetic",
-    "render_synthetic_clip": "synthetic",
+    "render_synthetic_clip": "synthetic_faces",
     "draw_synthetic_clip": "synthetic",
     "read_synthetic_manifest": "synthetic",
     "load_base_faces": "synthetic",

@@ -398,3 +398,19 @@ def test_hub_cache_snapshot_loads_by_repo_id_offline(saved_model, tmp_path):
         env_extra={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"},
         cwd=tmp_path,
     )
+
+
+def test_every_name_the_package_offers_lazily_resolves():
+    """`from modeling_mie import X` for each lazily imported name: a module split that moves X must
+    move its entry in `_LAZY` too (a split once left render_synthetic_clip pointing at synthetic)."""
+    import modeling_mie
+
+    broken = []
+    for name, module in modeling_mie._LAZY.items():
+        try:
+            value = getattr(modeling_mie, name)
+        except (AttributeError, ImportError) as err:
+            broken.append(f"{name} (from {module}): {err}")
+            continue
+        assert getattr(value, "__name__", name) == name or not callable(value), name
+    assert not broken, broken
