@@ -2,7 +2,7 @@
 CAS(ME)^3 Part A, with every quirk of ../shared/SPOTTING.md sections 1-3.
 
 Frames are tiny (8 x 8) JPEGs. The workbooks are written by the package's own writers
-(`modeling_mie.long_videos.write_*_workbook`), which the synthetic long-video generator uses too.
+(`modeling_mie.long_video_workbooks.write_*_workbook`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from pathlib import Path
 
 from fixtures_datasets import _tiny
 
-from modeling_mie.long_videos import (
-    CASME_SQ_FOLDER_SUFFIXES,
+from modeling_mie.long_video_workbooks import (
     Casme3Row,
     CasmeSqRow,
     SammEmotionRow,
@@ -22,6 +21,9 @@ from modeling_mie.long_videos import (
     write_casme_sq_workbook,
     write_samm_emotions_workbook,
     write_samm_lv_workbook,
+)
+from modeling_mie.long_videos import (
+    CASME_SQ_FOLDER_SUFFIXES,
 )
 
 

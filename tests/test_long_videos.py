@@ -6,28 +6,30 @@ import logging
 import os
 import shutil
 
+import fixtures_datasets as fx
+import fixtures_long_videos as lv
 import openpyxl
 import pytest
 from PIL import Image
 
-import fixtures_datasets as fx
-import fixtures_long_videos as lv
 from modeling_mie import MieInputError
+from modeling_mie.long_video_workbooks import (
+    Casme3Row,
+    CasmeSqRow,
+    SammLvRow,
+    write_casme3_part_a_workbook,
+    write_casme_sq_workbook,
+    write_samm_lv_workbook,
+)
 from modeling_mie.long_videos import (
     CASME_SQ_SUBJECT_FOLDERS,
     INTERVAL_FLAGS,
     SAMM_LV_HEADER,
-    Casme3Row,
-    CasmeSqRow,
-    SammLvRow,
     list_video_frames,
     load_casme3_part_a,
     load_casme_sq,
     load_long_videos,
     load_samm_lv,
-    write_casme3_part_a_workbook,
-    write_casme_sq_workbook,
-    write_samm_lv_workbook,
 )
 
 
