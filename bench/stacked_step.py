@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modeling_mie import MieConfig, MieForVideoClassification
 from modeling_mie.devices import (
     autocast,
+    configure_region_cnn,
     describe_device,
     float32_mode,
     prepare_model,
@@ -107,11 +108,13 @@ def seconds_per_call(function, steps: int, device) -> float:
 
 
 def _conv_layers(config: MieConfig, folds: int, batch: int, device) -> list[tuple]:
-    """The stacked CNN's convolutions at a stacked step's shapes: rows of (name, layer, input channels
-    per region, height, width, whether the input needs a gradient, useful FLOPs forward and backward:
-    2 per multiply-add, x3 with the backward, x2 for conv1, whose input needs no gradient)."""
+    """The stacked CNN's convolutions at a stacked step's shapes: whether the model runs them
+    channels-last on `device` (`devices.configure_region_cnn`), and rows of (name, layer, input
+    channels per region, height, width, whether the input needs a gradient, useful FLOPs forward and
+    backward: 2 per multiply-add, x3 with the backward, x2 for conv1, whose input needs no gradient)."""
     torch.manual_seed(0)
     cnn = MieRegionCNN(config, num_regions=folds * config.num_regions).to(device).train()
+    configure_region_cnn(cnn, device)  # the layout the model runs in on `device`
     (h, w), c = config.crop_size, config.num_channels
     layers = [("conv1", cnn.conv1, c, h, w, False), ("conv2", cnn.conv2, config.conv1_filters, h // 2, w // 2, True)]
     layers += [
@@ -122,7 +125,7 @@ def _conv_layers(config: MieConfig, folds: int, batch: int, device) -> list[tupl
     for name, layer, channels, lh, lw, input_grad in layers:
         macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
         rows.append((name, layer, channels, lh, lw, input_grad, 2 * macs * (3 if input_grad else 2)))
-    return rows
+    return cnn.channels_last, rows
 
 
 def _time_conv(layer, function, x: torch.Tensor, steps: int, device, precision: str) -> float:
@@ -142,10 +145,11 @@ def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, p
     gives it (batch `batch`, `folds` x R regions, in the memory layout the model uses on `device`:
     channels-last on the CPU, NCHW on CUDA): rows of (layer, ms, useful TFLOP/s, share of the
     convolutions' time)."""
-    memory = torch.contiguous_format if device.type == "cuda" else torch.channels_last
+    channels_last, layers = _conv_layers(config, folds, batch, device)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
     rows = []
     with float32_mode(device, precision):
-        for name, layer, channels, lh, lw, input_grad, flops in _conv_layers(config, folds, batch, device):
+        for name, layer, channels, lh, lw, input_grad, flops in layers:
             x = torch.rand(batch, layer.num_regions * channels, lh, lw, device=device)
             x = x.contiguous(memory_format=memory).requires_grad_(input_grad)
             seconds = _time_conv(layer, lambda layer, x: layer(x), x, steps, device, precision)
@@ -189,7 +193,7 @@ def time_forms(config: MieConfig, folds: int, batch: int, steps: int, device, pr
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     rows = []
     with float32_mode(device, precision):
-        for name, layer, channels, lh, lw, input_grad, flops in _conv_layers(config, folds, batch, device):
+        for name, layer, channels, lh, lw, input_grad, flops in _conv_layers(config, folds, batch, device)[1]:
             for form, (memory, function, applies) in FORMS.items():
                 if not applies(layer):
                     continue
