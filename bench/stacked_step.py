@@ -11,6 +11,11 @@ The frames are random (the time does not depend on them) and already on the devi
 
 Usage: python bench/stacked_step.py [--device cuda] [--precision auto|fp32|bf16] [--preset paper|fast]
        [--folds 1 4 16 68] [--steps 10] [--compile off|default|reduce-overhead] [--threads N] [--layers] [--forms]
+       [--conv1-kernels cudnn triton]
+
+`--conv1-kernels` times the step once per way of running the first layer on CUDA (`devices.CONV1_KERNELS`:
+cuDNN's convolution then PyTorch's pooling and ReLU, or the fused Triton kernel of
+`modeling_mie.fused_conv1`); the first is the one `--layers` and the speed-ups refer to.
 
 `--layers` also times each convolution of the stacked CNN alone (forward and backward, at a
 stacked step's shapes) for every K: milliseconds, per fold, useful TFLOP/s and its share, to show
@@ -20,7 +25,9 @@ hold 79 % of the arithmetic; docs/training.md).
 `--forms` times each convolution written several ways at every K (cuDNN's grouped convolution
 channels-last as the CPU runs it and NCHW as CUDA runs it, as unfold + batched matrix product over
 the regions, and conv1 as a depthwise convolution of the image repeated per filter), inputs in the autocast dtype: whether another way beats the
-grouped kernel once the groups are many.
+grouped kernel once the groups are many. For conv1 it also times the whole first layer, convolution,
+2 x 2 max-pooling and ReLU, as training runs it with cuDNN ("NCHW+pool+relu") and as the fused
+Triton kernel ("fused triton", CUDA only).
 
 Last line: `stacked_step_ms_K<k>=<ms> ...` and `speedup_per_fold_K<k>=<x>` for each K.
 """
@@ -39,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_mie import MieConfig, MieForVideoClassification
 from modeling_mie.devices import (
+    CONV1_KERNELS,
     autocast,
     configure_region_cnn,
     describe_device,
@@ -60,10 +68,12 @@ from modeling_mie.training import (
 PAPER_STEPS = 432 * 100  # stage-1 steps of one paper-preset fold (batch 64 over a composite fold's frames)
 
 
-def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str, compile: str) -> float:
-    """Seconds per stacked step of `folds` folds (after 3 warm-up steps; compiled: after compiling)."""
+def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str, compile: str,
+               conv1_kernel: str = "cudnn") -> float:
+    """Seconds per stacked step of `folds` folds (after 3 warm-up steps; compiled: after compiling),
+    the first layer on `conv1_kernel` on CUDA."""
     torch.manual_seed(folds)
-    models = [prepare_model(MieForVideoClassification(config), device) for _ in range(folds)]
+    models = [prepare_model(MieForVideoClassification(config), device, conv1_kernel) for _ in range(folds)]
     cnn = stack_region_cnns([m.region_cnn for m in models], config).train()
     del models
     optimizer = StackedAdam(list(cnn.parameters()), folds, 1e-3)
@@ -175,6 +185,24 @@ def _depthwise_conv(layer, x: torch.Tensor) -> torch.Tensor:
                     padding=layer.kernel_size // 2, groups=layer.num_regions * o)
 
 
+def _first_layer(layer, x: torch.Tensor) -> torch.Tensor:
+    """conv1, 2 x 2 max-pooling and ReLU as training runs them with cuDNN."""
+    return F.relu(F.max_pool2d(layer(x), 2))
+
+
+def _fused_first_layer(layer, x: torch.Tensor) -> torch.Tensor:
+    """The same in one Triton kernel (`modeling_mie.fused_conv1`)."""
+    from modeling_mie import fused_conv1
+
+    return fused_conv1.conv1_pool_relu(x, layer.weight, layer.bias)
+
+
+def _fused_applies(layer) -> bool:
+    from modeling_mie import fused_conv1
+
+    return layer.in_channels == 1 and fused_conv1.available(layer.weight.device)
+
+
 FORMS = {
     # name: (memory format, function of (layer, x), whether it applies to the layer). cuDNN's
     # autotuning (cudnn.benchmark) was a fourth form until an H100 showed it changed nothing.
@@ -182,6 +210,8 @@ FORMS = {
     "grouped NCHW": (torch.contiguous_format, lambda layer, x: layer(x), lambda layer: True),
     "im2col bmm": (torch.contiguous_format, _im2col_conv, lambda layer: True),
     "depthwise NCHW": (torch.contiguous_format, _depthwise_conv, lambda layer: layer.in_channels == 1),
+    "NCHW+pool+relu": (torch.contiguous_format, _first_layer, lambda layer: layer.in_channels == 1),
+    "fused triton": (torch.contiguous_format, _fused_first_layer, _fused_applies),
 }
 
 
@@ -224,13 +254,19 @@ def main() -> None:
                         help="also time each convolution alone at every K (ms, useful TFLOP/s, share)")
     parser.add_argument("--forms", action="store_true",
                         help="also time each convolution written several ways at every K (grouped channels-last, "
-                        "NCHW, unfold + batched matmul, conv1 depthwise)")
+                        "NCHW, unfold + batched matmul, conv1 depthwise, the first layer with cuDNN and fused)")
+    parser.add_argument("--conv1-kernels", nargs="+", default=["cudnn"], choices=CONV1_KERNELS,
+                        help="time the step with each way of running the first layer on CUDA")
     args = parser.parse_args()
     if min(args.folds) < 1 or args.steps < 1:
         parser.error("--folds and --steps must be >= 1")
     try:
         device = resolve_device(args.device)
         precision = resolve_precision(args.precision, device)
+        if device.type != "cuda" and args.conv1_kernels != ["cudnn"]:
+            raise MieInputError("--conv1-kernels other than cudnn apply on CUDA only (--device cuda)")
+        for kernel in args.conv1_kernels:  # refused here, in one line, where it cannot run
+            configure_region_cnn(MieRegionCNN(MieConfig()), device, kernel)
     except MieInputError as err:
         raise SystemExit(f"error: {err}") from None
     if args.threads:
@@ -242,21 +278,25 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
     paper = args.preset == "paper"
-    print(f"{'K':>4s} {'ms/step':>9s} {'ms/fold-step':>12s} {'x K=1':>7s}" + (f" {'68 folds, stage 1':>18s}" if paper else ""))
-    per_fold, line = {}, []
+    print(f"{'K':>4s} {'conv1':>6s} {'ms/step':>9s} {'ms/fold-step':>12s} {'x K=1':>7s}"
+          + (f" {'68 folds, stage 1':>18s}" if paper else ""))
+    per_fold, line = {}, []  # per_fold: the first of --conv1-kernels, which the speed-ups refer to
     for k in args.folds:
         try:
-            seconds = time_steps(config, k, batch, args.steps, device, precision, args.compile)
+            for kernel in args.conv1_kernels:
+                seconds = time_steps(config, k, batch, args.steps, device, precision, args.compile, kernel)
+                per_fold.setdefault(k, seconds / k)
+                speed = per_fold[min(per_fold)] / (seconds / k)
+                hours = PAPER_STEPS * -(-68 // k) * seconds / 3600
+                print(f"{k:4d} {kernel if device.type == 'cuda' else 'torch':>6s} {seconds * 1e3:9.2f} {seconds / k * 1e3:12.2f} {speed:6.2f}x"
+                      + (f" {hours:16.2f} h" if paper else ""))
+                tag = "" if kernel == args.conv1_kernels[0] else f"_conv1_{kernel}"
+                line += [f"stacked_step_ms_K{k}{tag}={seconds * 1e3:.2f}", f"speedup_per_fold_K{k}{tag}={speed:.2f}"]
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
         except torch.OutOfMemoryError:
             print(f"{k:4d} out of memory")
             break
-        per_fold[k] = seconds / k
-        speed = per_fold[min(per_fold)] / per_fold[k]
-        hours = PAPER_STEPS * -(-68 // k) * seconds / 3600
-        print(f"{k:4d} {seconds * 1e3:9.2f} {seconds / k * 1e3:12.2f} {speed:6.2f}x" + (f" {hours:16.2f} h" if paper else ""))
-        line += [f"stacked_step_ms_K{k}={seconds * 1e3:.2f}", f"speedup_per_fold_K{k}={speed:.2f}"]
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     if args.layers:
         # which convolution takes the time, and whether it gets faster per fold as K grows
         print(f"{'K':>4s} {'convolution':>14s} {'ms':>9s} {'ms/fold':>8s} {'TFLOP/s':>8s} {'share':>6s}")

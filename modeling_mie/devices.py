@@ -25,6 +25,12 @@ CUDA_CHUNK_FRAMES = 1024
 # (several fold processes may share one GPU); above it they stay in pinned CPU memory and move
 # one batch at a time.
 DEVICE_MEMORY_SHARE = 0.3
+# What runs the region CNN's first layer (conv1, max-pooling, ReLU) on CUDA for grey input: "cudnn"
+# (three operations: cuDNN's grouped convolution, F.max_pool2d, F.relu) or "triton" (one fused
+# kernel, `modeling_mie.fused_conv1`; needs Triton, which CUDA builds of PyTorch bring). The CPU
+# always runs the three operations.
+CONV1_KERNELS = ("cudnn", "triton")
+CUDA_CONV1_KERNEL = "cudnn"
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -123,24 +129,40 @@ def float32_mode(device: torch.device, precision: str):
             setattr(obj, name, old)
 
 
-def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move `model` to `device` and set its region CNN's chunking and memory layout for it
-    (`configure_region_cnn`)."""
+def prepare_model(model: torch.nn.Module, device: torch.device, conv1_kernel: str | None = None) -> torch.nn.Module:
+    """Move `model` to `device` and set its region CNN's chunking, memory layout and first layer for
+    it (`configure_region_cnn`)."""
     model.to(device)
     cnn = getattr(model, "region_cnn", None)
     if cnn is not None:
-        configure_region_cnn(cnn, device)
+        configure_region_cnn(cnn, device, conv1_kernel)
     return model
 
 
-def configure_region_cnn(cnn: torch.nn.Module, device: torch.device) -> None:
+def configure_region_cnn(cnn: torch.nn.Module, device: torch.device, conv1_kernel: str | None = None) -> None:
     """A `MieRegionCNN` set for `device`: on CUDA, large chunks of frames (`CUDA_CHUNK_FRAMES`) in
     NCHW memory, where cuDNN's grouped convolutions ran faster than channels-last at every layer (an
-    H100, `bench/stacked_step.py --forms`; docs/training.md); elsewhere the CPU's chunks and
-    channels-last memory."""
+    H100, `bench/stacked_step.py --forms`; docs/training.md), and the first layer on `conv1_kernel`
+    (default `CUDA_CONV1_KERNEL`, see `CONV1_KERNELS`); elsewhere the CPU's chunks, channels-last
+    memory and PyTorch's operations.
+
+    Raises:
+        MieInputError: an unknown `conv1_kernel`, or "triton" where Triton or the GPU is missing.
+    """
+    kernel = conv1_kernel or CUDA_CONV1_KERNEL
+    if kernel not in CONV1_KERNELS:
+        raise MieInputError(f"conv1 kernel must be one of {', '.join(CONV1_KERNELS)}; got {kernel!r}.")
     cuda = device.type == "cuda"
     cnn.chunk_frames = CUDA_CHUNK_FRAMES if cuda else None
     cnn.channels_last = not cuda
+    cnn.first_layer = None
+    if cuda and kernel == "triton":
+        from . import fused_conv1
+
+        if not fused_conv1.available(device):
+            raise MieInputError("the fused Triton conv1 needs Triton (pip install triton; CUDA builds of PyTorch "
+                                "bring it) and a CUDA GPU; use the cudnn kernel instead.")
+        cnn.first_layer = fused_conv1.conv1_pool_relu
 
 
 def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -161,7 +183,9 @@ def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 __all__ = [
+    "CONV1_KERNELS",
     "CUDA_CHUNK_FRAMES",
+    "CUDA_CONV1_KERNEL",
     "DEVICES",
     "PRECISIONS",
     "autocast",

@@ -1,0 +1,46 @@
+"""The fused first layer for CUDA (`modeling_mie.fused_conv1`: conv1 -> 2 x 2 max-pooling -> ReLU in
+one Triton kernel), checked on the CPU in Triton's interpreter against PyTorch's three operations:
+outputs, weight and bias gradients, ties in the pooling window, odd sizes, bf16 autocast, and the
+region CNN and a stack of folds running it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_mie import MieConfig, MieForVideoClassification, MieInputError, devices
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = [
+    "forward_and_gradients_equal_conv_pool_relu",
+    "other_kernel_sizes_and_filter_counts",
+    "bf16_autocast_reads_and_writes_bf16",
+    "bad_shapes_are_refused_in_words",
+    "region_cnn_and_stacked_folds_run_it_with_the_same_results",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_in_tritons_interpreter(case):
+    """Each case of tests/fused_conv1_cases.py in a fresh process under TRITON_INTERPRET=1."""
+    if importlib.util.find_spec("triton") is None and not sys.platform.startswith("linux"):
+        pytest.skip("Triton's interpreter runs where Triton installs (Linux; the test extra installs it there)")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "fused_conv1_cases.py"), case],
+                          check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+
+
+def test_triton_kernel_is_refused_where_it_cannot_run(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    cnn = MieForVideoClassification(MieConfig.from_preset("fast")).region_cnn
+    with pytest.raises(MieInputError, match="needs Triton .* and a CUDA GPU"):
+        devices.configure_region_cnn(cnn, torch.device("cuda"), conv1_kernel="triton")  # no GPU here
+    with pytest.raises(MieInputError, match="one of cudnn, triton"):
+        devices.configure_region_cnn(cnn, torch.device("cuda"), conv1_kernel="cutlass")
