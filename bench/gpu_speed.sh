@@ -31,11 +31,13 @@
 # machine's), everything printed is also appended to $OUT/gpu_speed.log as it comes.
 # The eager stacked probe also times each convolution alone for every K, written several ways
 # (`--forms`: grouped NCHW as CUDA runs it, channels-last, unfold + batched matmul, conv1 depthwise,
-# the first layer with cuDNN and fused; FORMS=0 skips it). CONV1_KERNELS ("cudnn triton") are the ways
-# of running the first layer that the stacked probe and run compare (devices.CONV1_KERNELS); with
-# triton among them, bench/fused_conv1.py runs first (agreement with float32 and milliseconds of the
-# first layer alone, K = 1 16 68). With the budget of one short call, the fused kernel's question first:
-#   CONCURRENT=0 BASELINES=0 VARIANTS= STACK_FOLDS="16 68" STACK_FOLDS_COMPILED=68 FORMS=0 BUDGET=400 bash bench/gpu_speed.sh
+# the first layer with cuDNN and fused, the inception block as branches and merged; FORMS=0 skips it).
+# STEP_VARIANTS ("cudnn fused merged fused+merged") are the ways of running the region CNN that the
+# stacked probe and the stacked runs compare (bench/stacked_step.py --variants); with fused among them,
+# bench/fused_conv1.py runs first (agreement with float32 and milliseconds of the first layer alone,
+# K = 1 16 68). With the budget of one short call, the new kernels' question first:
+#   CONCURRENT=0 BASELINES=0 VARIANTS= STACK_FOLDS="16 68" STACK_FOLDS_COMPILED=68 FORMS=0 STACK_RUN=17 \
+#   STEP_VARIANTS="cudnn fused fused+merged" BUDGET=400 bash bench/gpu_speed.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -50,8 +52,9 @@ STACK_FOLDS=${STACK_FOLDS:-1 16 68}
 STACK_FOLDS_COMPILED=${STACK_FOLDS_COMPILED-17 68}  # each K compiles anew (tens of seconds)
 STACK_RUN=${STACK_RUN:-17}
 FORMS=${FORMS:-1}  # 0: no per-convolution --forms table in the eager stacked probe
-# the first layer's kernels compared in the stacked probe and the stacked run (devices.CONV1_KERNELS)
-CONV1_KERNELS=${CONV1_KERNELS:-cudnn triton}
+# the ways of running the region CNN compared in the stacked probe and the stacked run
+# (bench/stacked_step.py --variants: cudnn, fused (the Triton first layer), merged (one 7x7 inception), fused+merged)
+STEP_VARIANTS=${STEP_VARIANTS-cudnn fused merged fused+merged}
 BASELINES=${BASELINES:-1}
 BUDGET=${BUDGET:-0}
 LOGS=$(mktemp -d)
@@ -84,8 +87,8 @@ timeout 60 "$PY" -c "import torch, transformers; print('torch', torch.__version_
 'transformers', transformers.__version__, 'GPU', torch.cuda.is_available()); import triton; print('triton', triton.__version__)" \
     || echo "(version check FAILED)"
 
-case " $CONV1_KERNELS " in
-    *" triton "*)
+case " $STEP_VARIANTS " in
+    *" fused"*)
         if ! spent "fused conv1"; then
             echo "== first layer: bench/fused_conv1.py paper bf16, cuDNN conv1 + pool + ReLU against the fused Triton kernel"
             timeout "$STEP_TIMEOUT" "$PY" bench/fused_conv1.py --folds 1 16 68 2>&1 | grep -v "Warning\|warn(" | tail -8 \
@@ -100,20 +103,25 @@ if [ "$STACKED" -gt 0 ]; then
         [ "$FORMS" -gt 0 ] && layers="--forms"
         [ "$mode" = off ] || { ks=$STACK_FOLDS_COMPILED; layers=""; }
         [ -n "$ks" ] || continue
-        echo "== stacked folds: bench/stacked_step.py paper bf16, compile $mode, K = $ks, conv1 on $CONV1_KERNELS"
+        echo "== stacked folds: bench/stacked_step.py paper bf16, compile $mode, K = $ks, variants $STEP_VARIANTS"
         # shellcheck disable=SC2086
         timeout "$STEP_TIMEOUT" "$PY" bench/stacked_step.py --device cuda --precision bf16 --preset paper \
-            --folds $ks --steps 10 --compile "$mode" --conv1-kernels $CONV1_KERNELS $layers 2>&1 \
+            --folds $ks --steps 10 --compile "$mode" --variants $STEP_VARIANTS $layers 2>&1 \
             | grep -v "Warning\|warn(" | grep -v "^stacked_step_ms" | tail -80
         echo "  ($(( $(date +%s) - START )) s since the start)"
     done
 fi
 if [ "$STACK_RUN" -gt 1 ]; then
-    for kernel in $CONV1_KERNELS; do
-        spent "stacked run, conv1 on $kernel" && continue
-        echo "== bench/train.py paper bf16, stage 1 of $STACK_RUN folds stacked, $EPOCHS epochs per stage, conv1 on $kernel"
+    for variant in $STEP_VARIANTS; do
+        spent "stacked run, $variant" && continue
+        case "$variant" in
+            cudnn) vflags="" ;; fused) vflags="--conv1-kernel triton" ;; merged) vflags="--merged-inception" ;;
+            fused+merged) vflags="--conv1-kernel triton --merged-inception" ;;
+        esac
+        echo "== bench/train.py paper bf16, stage 1 of $STACK_RUN folds stacked, $EPOCHS epochs per stage, $variant ($vflags)"
+        # shellcheck disable=SC2086
         timeout 300 "$PY" bench/train.py --device cuda --precision bf16 --presets paper --epochs "$EPOCHS" \
-            --stack-folds "$STACK_RUN" --conv1-kernel "$kernel" 2>&1 | grep -v "^\s*$" | grep -v "Warning\|warn(" | tail -6 \
+            --stack-folds "$STACK_RUN" $vflags 2>&1 | grep -v "^\s*$" | grep -v "Warning\|warn(" | tail -6 \
             || echo "  stacked run FAILED or timed out"
         echo "  ($(( $(date +%s) - START )) s since the start)"
     done

@@ -11,11 +11,13 @@ The frames are random (the time does not depend on them) and already on the devi
 
 Usage: python bench/stacked_step.py [--device cuda] [--precision auto|fp32|bf16] [--preset paper|fast]
        [--folds 1 4 16 68] [--steps 10] [--compile off|default|reduce-overhead] [--threads N] [--layers] [--forms]
-       [--conv1-kernels cudnn triton]
+       [--variants cudnn fused merged fused+merged]
 
-`--conv1-kernels` times the step once per way of running the first layer on CUDA (`devices.CONV1_KERNELS`:
-cuDNN's convolution then PyTorch's pooling and ReLU, or the fused Triton kernel of
-`modeling_mie.fused_conv1`); the first is the one `--layers` and the speed-ups refer to.
+`--variants` times the step once per way of running the region CNN on CUDA (`VARIANTS`): "cudnn",
+cuDNN's grouped convolutions with PyTorch's pooling and ReLU (the default); "fused", the first layer
+(conv1, pooling, ReLU) as the Triton kernel of `modeling_mie.fused_conv1`; "merged", the four
+inception branches as one zero-padded 7x7 convolution (`MieRegionCNN.merged_inception`); and
+"fused+merged". The first variant is the one the speed-ups refer to.
 
 `--layers` also times each convolution of the stacked CNN alone (forward and backward, at a
 stacked step's shapes) for every K: milliseconds, per fold, useful TFLOP/s and its share, to show
@@ -46,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling_mie import MieConfig, MieForVideoClassification
 from modeling_mie.devices import (
-    CONV1_KERNELS,
     autocast,
     configure_region_cnn,
     describe_device,
@@ -65,15 +66,18 @@ from modeling_mie.training import (
     compiled_step,
 )
 
+# --variants: (devices.configure_region_cnn's conv1_kernel, merged_inception)
+VARIANTS = {"cudnn": ("cudnn", False), "fused": ("triton", False), "merged": ("cudnn", True),
+            "fused+merged": ("triton", True)}
 PAPER_STEPS = 432 * 100  # stage-1 steps of one paper-preset fold (batch 64 over a composite fold's frames)
 
 
 def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str, compile: str,
-               conv1_kernel: str = "cudnn") -> float:
+               variant: str = "cudnn") -> float:
     """Seconds per stacked step of `folds` folds (after 3 warm-up steps; compiled: after compiling),
-    the first layer on `conv1_kernel` on CUDA."""
+    the region CNN run as `variant` (`VARIANTS`) on CUDA."""
     torch.manual_seed(folds)
-    models = [prepare_model(MieForVideoClassification(config), device, conv1_kernel) for _ in range(folds)]
+    models = [prepare_model(MieForVideoClassification(config), device, *VARIANTS[variant]) for _ in range(folds)]
     cnn = stack_region_cnns([m.region_cnn for m in models], config).train()
     del models
     optimizer = StackedAdam(list(cnn.parameters()), folds, 1e-3)
@@ -117,9 +121,9 @@ def seconds_per_call(function, steps: int, device) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def _conv_layers(config: MieConfig, folds: int, batch: int, device) -> list[tuple]:
-    """The stacked CNN's convolutions at a stacked step's shapes: whether the model runs them
-    channels-last on `device` (`devices.configure_region_cnn`), and rows of (name, layer, input
+def _conv_layers(config: MieConfig, folds: int, batch: int, device) -> tuple[MieRegionCNN, list[tuple]]:
+    """The stacked CNN's convolutions at a stacked step's shapes: the CNN, set as the model runs on
+    `device` (`devices.configure_region_cnn`: channels-last or not), and rows of (name, layer, input
     channels per region, height, width, whether the input needs a gradient, useful FLOPs forward and
     backward: 2 per multiply-add, x3 with the backward, x2 for conv1, whose input needs no gradient)."""
     torch.manual_seed(0)
@@ -135,7 +139,7 @@ def _conv_layers(config: MieConfig, folds: int, batch: int, device) -> list[tupl
     for name, layer, channels, lh, lw, input_grad in layers:
         macs = batch * layer.num_regions * layer.out_channels * channels * layer.kernel_size**2 * lh * lw
         rows.append((name, layer, channels, lh, lw, input_grad, 2 * macs * (3 if input_grad else 2)))
-    return cnn.channels_last, rows
+    return cnn, rows
 
 
 def _time_conv(layer, function, x: torch.Tensor, steps: int, device, precision: str) -> float:
@@ -145,7 +149,8 @@ def _time_conv(layer, function, x: torch.Tensor, steps: int, device, precision: 
         with autocast(device, precision):
             out = function(layer, x)
         out.backward(torch.ones_like(out))
-        layer.weight.grad = layer.bias.grad = x.grad = None
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
 
     return seconds_per_call(one, steps, device)
 
@@ -155,8 +160,8 @@ def time_layers(config: MieConfig, folds: int, batch: int, steps: int, device, p
     gives it (batch `batch`, `folds` x R regions, in the memory layout the model uses on `device`:
     channels-last on the CPU, NCHW on CUDA): rows of (layer, ms, useful TFLOP/s, share of the
     convolutions' time)."""
-    channels_last, layers = _conv_layers(config, folds, batch, device)
-    memory = torch.channels_last if channels_last else torch.contiguous_format
+    cnn, layers = _conv_layers(config, folds, batch, device)
+    memory = torch.channels_last if cnn.channels_last else torch.contiguous_format
     rows = []
     with float32_mode(device, precision):
         for name, layer, channels, lh, lw, input_grad, flops in layers:
@@ -215,16 +220,30 @@ FORMS = {
 }
 
 
+# The inception block (four branches, ReLU, global average pooling, as the model runs them) two ways:
+# as the paper's branches, and as one grouped convolution with the smaller kernels zero-padded to 7x7
+# (`MieRegionCNN.merged_inception`).
+BLOCK_FORMS = {
+    "4 branches": lambda cnn, x: torch.cat([F.relu(b(x)).mean(dim=(2, 3)) for b in cnn.inception], dim=1),
+    "merged 7x7": lambda cnn, x: F.relu(cnn._merged_inception(x)).mean(dim=(2, 3)),
+}
+
+
 def time_forms(config: MieConfig, folds: int, batch: int, steps: int, device, precision: str) -> list[tuple]:
     """Each convolution of the stacked CNN, forward and backward, written several ways (`FORMS`:
     the grouped convolution channels-last and NCHW, as unfold + batched matrix product, conv1 as a
-    depthwise convolution): rows of (layer, form, ms, useful TFLOP/s), ms None where
-    the form ran out of memory. Inputs are in the autocast dtype, as the model's later layers get them."""
+    depthwise convolution, the first layer with cuDNN and fused), and the inception block as branches
+    and merged (`BLOCK_FORMS`): rows of (layer, form, ms, useful TFLOP/s), ms None where the form ran
+    out of memory. Inputs are in the autocast dtype, as the model's later layers get them."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     rows = []
+    cnn, layers = _conv_layers(config, folds, batch, device)
+    inception = [row for row in layers if row[0].startswith("inception")]
+    block = ("inception block", cnn, inception[0][2], inception[0][3], inception[0][4], True, sum(r[-1] for r in inception))
     with float32_mode(device, precision):
-        for name, layer, channels, lh, lw, input_grad, flops in _conv_layers(config, folds, batch, device)[1]:
-            for form, (memory, function, applies) in FORMS.items():
+        for name, layer, channels, lh, lw, input_grad, flops in [*layers, block]:
+            forms = {f: (torch.contiguous_format, fn, lambda layer: True) for f, fn in BLOCK_FORMS.items()}
+            for form, (memory, function, applies) in (forms if layer is cnn else FORMS).items():
                 if not applies(layer):
                     continue
                 try:
@@ -255,18 +274,18 @@ def main() -> None:
     parser.add_argument("--forms", action="store_true",
                         help="also time each convolution written several ways at every K (grouped channels-last, "
                         "NCHW, unfold + batched matmul, conv1 depthwise, the first layer with cuDNN and fused)")
-    parser.add_argument("--conv1-kernels", nargs="+", default=["cudnn"], choices=CONV1_KERNELS,
-                        help="time the step with each way of running the first layer on CUDA")
+    parser.add_argument("--variants", nargs="+", default=["cudnn"], choices=list(VARIANTS),
+                        help="time the step with each way of running the region CNN on CUDA")
     args = parser.parse_args()
     if min(args.folds) < 1 or args.steps < 1:
         parser.error("--folds and --steps must be >= 1")
     try:
         device = resolve_device(args.device)
         precision = resolve_precision(args.precision, device)
-        if device.type != "cuda" and args.conv1_kernels != ["cudnn"]:
-            raise MieInputError("--conv1-kernels other than cudnn apply on CUDA only (--device cuda)")
-        for kernel in args.conv1_kernels:  # refused here, in one line, where it cannot run
-            configure_region_cnn(MieRegionCNN(MieConfig()), device, kernel)
+        if device.type != "cuda" and args.variants != ["cudnn"]:
+            raise MieInputError("--variants other than cudnn apply on CUDA only (--device cuda)")
+        for variant in args.variants:  # refused here, in one line, where it cannot run
+            configure_region_cnn(MieRegionCNN(MieConfig()), device, *VARIANTS[variant])
     except MieInputError as err:
         raise SystemExit(f"error: {err}") from None
     if args.threads:
@@ -278,19 +297,19 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
     paper = args.preset == "paper"
-    print(f"{'K':>4s} {'conv1':>6s} {'ms/step':>9s} {'ms/fold-step':>12s} {'x K=1':>7s}"
+    print(f"{'K':>4s} {'variant':>12s} {'ms/step':>9s} {'ms/fold-step':>12s} {'x K=1':>7s}"
           + (f" {'68 folds, stage 1':>18s}" if paper else ""))
-    per_fold, line = {}, []  # per_fold: the first of --conv1-kernels, which the speed-ups refer to
+    per_fold, line = {}, []  # per_fold: the first of --variants, which the speed-ups refer to
     for k in args.folds:
         try:
-            for kernel in args.conv1_kernels:
-                seconds = time_steps(config, k, batch, args.steps, device, precision, args.compile, kernel)
+            for variant in args.variants:
+                seconds = time_steps(config, k, batch, args.steps, device, precision, args.compile, variant)
                 per_fold.setdefault(k, seconds / k)
                 speed = per_fold[min(per_fold)] / (seconds / k)
                 hours = PAPER_STEPS * -(-68 // k) * seconds / 3600
-                print(f"{k:4d} {kernel if device.type == 'cuda' else 'torch':>6s} {seconds * 1e3:9.2f} {seconds / k * 1e3:12.2f} {speed:6.2f}x"
+                print(f"{k:4d} {variant if device.type == 'cuda' else 'torch':>12s} {seconds * 1e3:9.2f} {seconds / k * 1e3:12.2f} {speed:6.2f}x"
                       + (f" {hours:16.2f} h" if paper else ""))
-                tag = "" if kernel == args.conv1_kernels[0] else f"_conv1_{kernel}"
+                tag = "" if variant == args.variants[0] else f"_{variant.replace('+', '_')}"
                 line += [f"stacked_step_ms_K{k}{tag}={seconds * 1e3:.2f}", f"speedup_per_fold_K{k}{tag}={speed:.2f}"]
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -308,13 +327,13 @@ def main() -> None:
                 torch.cuda.empty_cache()
     if args.forms:
         # the same convolutions written other ways: does any beat cuDNN's grouped kernel at large K?
-        print(f"{'K':>4s} {'convolution':>14s} {'form':>16s} {'ms':>9s} {'ms/fold':>8s} {'TFLOP/s':>8s}")
+        print(f"{'K':>4s} {'convolution':>15s} {'form':>16s} {'ms':>9s} {'ms/fold':>8s} {'TFLOP/s':>8s}")
         for k in args.folds:
             for name, form, ms, tflops in time_forms(config, k, batch, args.steps, device, precision):
                 if ms is None:
-                    print(f"{k:4d} {name:>14s} {form:>16s} out of memory")
+                    print(f"{k:4d} {name:>15s} {form:>16s} out of memory")
                     continue
-                print(f"{k:4d} {name:>14s} {form:>16s} {ms:9.3f} {ms / k:8.3f} {tflops:8.2f}")
+                print(f"{k:4d} {name:>15s} {form:>16s} {ms:9.3f} {ms / k:8.3f} {tflops:8.2f}")
                 line.append(f"form_ms_K{k}_{name.replace(' ', '_')}_{form.replace(' ', '_')}={ms:.3f}")
     print(" ".join(line))
 

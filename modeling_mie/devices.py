@@ -31,6 +31,10 @@ DEVICE_MEMORY_SHARE = 0.3
 # always runs the three operations.
 CONV1_KERNELS = ("cudnn", "triton")
 CUDA_CONV1_KERNEL = "cudnn"
+# Whether the region CNN runs its four inception branches as one wider grouped convolution on CUDA
+# (`MieRegionCNN.merged_inception`: same outputs, 2.3x the arithmetic in one call). The CPU keeps
+# the four branches (oneDNN runs them near its matmul rate).
+CUDA_MERGED_INCEPTION = False
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -129,22 +133,33 @@ def float32_mode(device: torch.device, precision: str):
             setattr(obj, name, old)
 
 
-def prepare_model(model: torch.nn.Module, device: torch.device, conv1_kernel: str | None = None) -> torch.nn.Module:
-    """Move `model` to `device` and set its region CNN's chunking, memory layout and first layer for
-    it (`configure_region_cnn`)."""
+def prepare_model(
+    model: torch.nn.Module,
+    device: torch.device,
+    conv1_kernel: str | None = None,
+    merged_inception: bool | None = None,
+) -> torch.nn.Module:
+    """Move `model` to `device` and set its region CNN's chunking, memory layout, first layer and
+    inception branches for it (`configure_region_cnn`)."""
     model.to(device)
     cnn = getattr(model, "region_cnn", None)
     if cnn is not None:
-        configure_region_cnn(cnn, device, conv1_kernel)
+        configure_region_cnn(cnn, device, conv1_kernel, merged_inception)
     return model
 
 
-def configure_region_cnn(cnn: torch.nn.Module, device: torch.device, conv1_kernel: str | None = None) -> None:
+def configure_region_cnn(
+    cnn: torch.nn.Module,
+    device: torch.device,
+    conv1_kernel: str | None = None,
+    merged_inception: bool | None = None,
+) -> None:
     """A `MieRegionCNN` set for `device`: on CUDA, large chunks of frames (`CUDA_CHUNK_FRAMES`) in
     NCHW memory, where cuDNN's grouped convolutions ran faster than channels-last at every layer (an
-    H100, `bench/stacked_step.py --forms`; docs/training.md), and the first layer on `conv1_kernel`
-    (default `CUDA_CONV1_KERNEL`, see `CONV1_KERNELS`); elsewhere the CPU's chunks, channels-last
-    memory and PyTorch's operations.
+    H100, `bench/stacked_step.py --forms`; docs/training.md), the first layer on `conv1_kernel`
+    (default `CUDA_CONV1_KERNEL`, see `CONV1_KERNELS`) and the inception branches merged or not
+    (default `CUDA_MERGED_INCEPTION`); elsewhere the CPU's chunks, channels-last memory and
+    PyTorch's operations, branch by branch.
 
     Raises:
         MieInputError: an unknown `conv1_kernel`, or "triton" where Triton or the GPU is missing.
@@ -156,6 +171,7 @@ def configure_region_cnn(cnn: torch.nn.Module, device: torch.device, conv1_kerne
     cnn.chunk_frames = CUDA_CHUNK_FRAMES if cuda else None
     cnn.channels_last = not cuda
     cnn.first_layer = None
+    cnn.merged_inception = cuda and (CUDA_MERGED_INCEPTION if merged_inception is None else merged_inception)
     if cuda and kernel == "triton":
         from . import fused_conv1
 
@@ -186,6 +202,7 @@ __all__ = [
     "CONV1_KERNELS",
     "CUDA_CHUNK_FRAMES",
     "CUDA_CONV1_KERNEL",
+    "CUDA_MERGED_INCEPTION",
     "DEVICES",
     "PRECISIONS",
     "autocast",

@@ -273,6 +273,12 @@ class MieRegionCNN(nn.Module):
     #: pass for grey input (`modeling_mie.fused_conv1`, a Triton kernel for CUDA, set by
     #: `devices.configure_region_cnn(..., conv1_kernel="triton")`).
     first_layer = None
+    #: Run the four inception branches as one grouped convolution with the largest kernel, the smaller
+    #: kernels zero-padded to it (same outputs; 2.3x the arithmetic of the paper's kernels, in one wider
+    #: convolution): for GPUs, where cuDNN ran the thin branches far below the card's rate
+    #: (`devices.configure_region_cnn(..., merged_inception=True)`). `forward_maps` then gives the
+    #: branches as one map, their channels per region in branch order, which concatenates the same.
+    merged_inception: bool = False
 
     def frames_per_chunk(self, height: int, width: int) -> int:
         return self.chunk_frames or (16 if height * width <= 40 * 80 else 8)
@@ -312,7 +318,17 @@ class MieRegionCNN(nn.Module):
         else:
             hidden = F.relu(pool(self._first_conv(pixel_values, depthwise=inference)))  # (N, R*4, H/2, W/2)
         hidden = F.relu(pool(self.conv2(hidden)))  # (N, R*8, H/4, W/4)
+        if self.merged_inception:
+            return [F.relu(self._merged_inception(hidden)), hidden]
         return [F.relu(branch(hidden)) for branch in self.inception] + [hidden]
+
+    def _merged_inception(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The inception branches as one grouped convolution: (N, R * c, h, w) -> (N, R * 4 * 16, h, w),
+        per region the branches' filters in order (what concatenating their maps gives)."""
+        size = max(branch.kernel_size for branch in self.inception)
+        weight = torch.cat([F.pad(b.weight, [(size - b.kernel_size) // 2] * 4) for b in self.inception], dim=1)
+        bias = torch.cat([b.bias for b in self.inception], dim=1)  # (R, branches * out)
+        return F.conv2d(hidden, weight.flatten(0, 1), bias.flatten(), padding=size // 2, groups=self.num_regions)
 
     def _first_conv(self, pixel_values: torch.Tensor, depthwise: bool = True) -> torch.Tensor:
         """conv1 on (N, regions, channels, H, W) -> (N, regions * filters, H, W), channels-last

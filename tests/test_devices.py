@@ -120,6 +120,45 @@ def test_cuda_layout_runs_the_convolutions_in_nchw_with_the_same_results():
     assert not stacked.channels_last and stacked.chunk_frames == devices.CUDA_CHUNK_FRAMES
 
 
+def test_merged_inception_computes_the_four_branches_and_their_gradients():
+    """The inception branches as one zero-padded 7x7 convolution (an option for GPUs) must give the
+    same maps, features, explanations' inputs and parameter gradients as the four branches."""
+    from modeling_mie.devices import configure_region_cnn
+    from modeling_mie.stacked import stack_region_cnns
+
+    config = MieConfig.from_preset("fast")
+    torch.manual_seed(0)
+    cnn = MieForVideoClassification(config).region_cnn.train()
+    cnn.dropout.p = 0.0
+    h, w = config.crop_size
+    x = torch.rand(3, config.num_regions, config.num_channels, h, w)
+
+    def run():
+        cnn.zero_grad()
+        maps = cnn.forward_maps(x)
+        features, logits = cnn.forward_head(cnn.pool_maps(maps))
+        logits.square().sum().backward()
+        per_region = torch.cat([m.detach().view(3, config.num_regions, -1, *m.shape[2:]) for m in maps], dim=2)
+        return [per_region, features.detach()] + [p.grad.clone() for p in cnn.parameters()], len(maps)
+
+    configure_region_cnn(cnn, torch.device("cuda"))  # attributes only: the default keeps the branches
+    assert not cnn.merged_inception
+    branches, count = run()
+    assert count == len(config.inception_kernel_sizes) + 1
+    configure_region_cnn(cnn, torch.device("cuda"), merged_inception=True)
+    assert cnn.merged_inception
+    merged, count = run()
+    assert count == 2  # one map for the four branches, then conv2's
+    assert merged[0].shape[2] == config.cnn_channels  # 72 channels per region, as the paper's concatenation
+    for a, b in zip(merged, branches):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    grads = dict(zip([n for n, _ in cnn.named_parameters()], merged[2:]))
+    assert all(grads[f"inception.{i}.weight"].abs().sum() > 0 for i in range(4))
+    assert stack_region_cnns([cnn, cnn], config).merged_inception
+    configure_region_cnn(cnn, torch.device("cpu"), merged_inception=True)  # the CPU keeps the branches
+    assert not cnn.merged_inception
+
+
 def test_float32_mode_switches_tf32_only_on_cuda_and_restores_it():
     api, knobs = devices._fp32_precision_knobs()
     before = [getattr(obj, name) for obj, name in knobs]
