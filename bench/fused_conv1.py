@@ -11,8 +11,10 @@ speed-up of the fused kernel over the three operations measured in the same run,
 passes alone (as inference runs them), and the effective memory traffic of the fused kernel (frames read twice, output and route written, output
 gradient and route read: what it cannot avoid).
 
-Needs a CUDA GPU and Triton (CUDA builds of PyTorch bring it); elsewhere it says so and measures
-nothing (the kernel's arithmetic is tested in Triton's interpreter: tests/test_fused_conv1.py).
+Needs a CUDA GPU and Triton (CUDA builds of PyTorch bring it); elsewhere it says so, times nothing
+(the kernel's arithmetic is tested in Triton's interpreter: tests/test_fused_conv1.py) and, where
+Triton is installed, prints what its compiler makes of the kernels for an H100: registers and
+spilled bytes of every autotuning configuration.
 
 Usage: python bench/fused_conv1.py [--folds 1 16 68] [--preset paper|fast] [--precision bf16|fp32]
        [--steps 20]
@@ -76,8 +78,12 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda")
     if not (torch.cuda.is_available() and fused_conv1.available(device)):
-        print("fused_conv1: needs a CUDA GPU and Triton; nothing measured here "
+        print("fused_conv1: needs a CUDA GPU and Triton; nothing timed here "
               "(the kernel's arithmetic is tested in Triton's interpreter: tests/test_fused_conv1.py)")
+        if fused_conv1._triton() is not None:
+            print("compiled for an H100 (sm_90) by Triton here, no GPU needed:")
+            for row in fused_conv1.compile_report(capability=90):
+                print(f"  {row['kernel']:8s} {row['config']}: {row['registers']} registers, {row['spilled']} bytes spilled")
         return
     config = MieConfig.from_preset(args.preset)
     batch = TRAINING_PRESETS[args.preset].stage1_batch_size

@@ -15,10 +15,11 @@ Here the whole layer is two kernels and the full-resolution map never reaches me
   the 2 x 2 window are accumulated for every filter in float32 registers, the maximum plus the bias
   goes through the ReLU and is written in the input's dtype (bf16 under autocast), and one int8 per
   pooled value records which phase won, -1 where the ReLU cut it (what the backward needs);
-- weight and bias gradients, per group and share of its frames' tiles: the output gradient routed
-  to the winning phase times the same input pixels, summed per filter and tap into float32 partial
-  sums (one slot per program, added up afterwards: deterministic, no atomics). conv1's input is the
-  frames, which need no gradient.
+- weight and bias gradients, per group, row of taps and share of its frames' tiles: the output
+  gradient times the input pixels under the row's taps of the winning phase, summed elementwise
+  over the share's tiles in float32 and reduced once into the program's own slots (added up
+  afterwards: deterministic, no atomics); a group's rows run side by side, so they read its
+  gradient from memory once and from L2 after. conv1's input is the frames, which need no gradient.
 
 Ties in the 2 x 2 window go to the first phase in row-major order, as PyTorch's max-pooling does.
 Only one input channel per region (grey input: the paper and fast presets; the flow preset's three
@@ -36,7 +37,7 @@ import os
 
 import torch
 
-__all__ = ["available", "conv1_pool_relu"]
+__all__ = ["available", "compile_report", "conv1_pool_relu"]
 
 
 @functools.cache
@@ -138,9 +139,10 @@ def _kernels():
         tl.store(route_ptr + offset, route.to(tl.int8), mask=ok)
 
     grad_configs = [
+        triton.Config({"BH": 4, "BW": 16}, num_warps=4),
         triton.Config({"BH": 8, "BW": 16}, num_warps=4),
-        triton.Config({"BH": 8, "BW": 32}, num_warps=4),
-        triton.Config({"BH": 16, "BW": 32}, num_warps=8),
+        triton.Config({"BH": 8, "BW": 16}, num_warps=8),
+        triton.Config({"BH": 4, "BW": 32}, num_warps=4),
     ]
     if _interpreting():
         grad_configs = grad_configs[:1]
@@ -149,21 +151,26 @@ def _kernels():
     @triton.jit
     def grad_kernel(
         x_ptr, dy_ptr, route_ptr, dw_ptr, db_ptr, N, G, H, W, PH, PW, SPLITS,
-        O: tl.constexpr, KS: tl.constexpr, TAPS_P: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+        O: tl.constexpr, KS: tl.constexpr, KS_P: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
     ):
-        # one program: group g (axis 0), share `split` of its N frames' tiles (axis 1); writes its own
-        # partial sums dw[g, split] (O, TAPS_P) and db[g, split] (O,)
-        g = tl.program_id(0).to(tl.int64)
+        # one program: one row ty of the taps (axis 0, fastest, so that a group's rows run together and
+        # share its gradient through L2), share `split` of the group's frames' tiles (axis 1), group g
+        # (axis 2). The products for the row's KS taps are summed elementwise over the share's tiles
+        # and reduced once at the end into the program's own slots dw[g, split, :, ty * KS + tx]
+        # (and db[g, split] from row 0's programs).
+        ty = tl.program_id(0)
         split = tl.program_id(1)
+        g = tl.program_id(2).to(tl.int64)
+        pad: tl.constexpr = KS // 2
+        taps: tl.constexpr = KS * KS
         tiles_w = tl.cdiv(PW, BW)
         tiles = tl.cdiv(PH, BH) * tiles_w
         items = N * tiles
         per_split = tl.cdiv(items, SPLITS)
-        pad: tl.constexpr = KS // 2
         o = tl.arange(0, O)
-        tap = tl.arange(0, TAPS_P)
-        dw = tl.zeros((O, TAPS_P), dtype=tl.float32)
-        db = tl.zeros((O,), dtype=tl.float32)
+        tx = tl.arange(0, KS_P)[:, None, None, None]  # (KS_P, 1, 1, 1) the row's taps
+        acc = tl.zeros((KS_P, O, BH, BW), dtype=tl.float32)
+        bias = tl.zeros((O, BH, BW), dtype=tl.float32)
         for item in range(split * per_split, tl.minimum((split + 1) * per_split, items)):
             n = (item // tiles).to(tl.int64)
             t = item % tiles
@@ -174,37 +181,63 @@ def _kernels():
             ok = (rows < PH)[None, :, :] & (cols < PW)[None, :, :] & (o < O)[:, None, None]
             dy = tl.load(dy_ptr + offset, mask=ok, other=0.0).to(tl.float32)
             route = tl.load(route_ptr + offset, mask=ok, other=-1).to(tl.int32)
-            db += tl.sum(tl.sum(tl.where(route >= 0, dy, 0.0), axis=2), axis=1)
-            d00 = tl.where(route == 0, dy, 0.0)
-            d01 = tl.where(route == 1, dy, 0.0)
-            d10 = tl.where(route == 2, dy, 0.0)
-            d11 = tl.where(route == 3, dy, 0.0)
-            x_base = x_ptr + ng * H * W
-            for iy in tl.static_range(KS + 1):
-                for ix in tl.static_range(KS + 1):
-                    hh = rows * 2 + (iy - pad)
-                    ww = cols * 2 + (ix - pad)
-                    inside = (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
-                    xv = tl.load(x_base + hh * W + ww, mask=inside, other=0.0).to(tl.float32)[None, :, :]
-                    if iy < KS:
-                        if ix < KS:
-                            part = tl.sum(tl.sum(d00 * xv, axis=2), axis=1)
-                            dw += tl.where(tap[None, :] == iy * KS + ix, part[:, None], 0.0)
-                        if ix >= 1:
-                            part = tl.sum(tl.sum(d01 * xv, axis=2), axis=1)
-                            dw += tl.where(tap[None, :] == iy * KS + ix - 1, part[:, None], 0.0)
-                    if iy >= 1:
-                        if ix < KS:
-                            part = tl.sum(tl.sum(d10 * xv, axis=2), axis=1)
-                            dw += tl.where(tap[None, :] == (iy - 1) * KS + ix, part[:, None], 0.0)
-                        if ix >= 1:
-                            part = tl.sum(tl.sum(d11 * xv, axis=2), axis=1)
-                            dw += tl.where(tap[None, :] == (iy - 1) * KS + ix - 1, part[:, None], 0.0)
+            bias += tl.where(route >= 0, dy, 0.0)
+            # the input pixels under the row's taps of the winning phase (dy, dx) = (route // 2, route % 2)
+            hh = rows[None, :, :] * 2 + (route // 2) + (ty - pad)  # (O, BH, BW)
+            ww = (cols[None, :, :] * 2 + (route % 2) - pad)[None, :, :, :] + tx  # (KS_P, O, BH, BW)
+            inside = ((route >= 0) & (hh >= 0) & (hh < H))[None, :, :, :] & (tx < KS) & (ww >= 0) & (ww < W)
+            xv = tl.load(x_ptr + ng * H * W + hh[None, :, :, :] * W + ww, mask=inside, other=0.0).to(tl.float32)
+            acc += dy[None, :, :, :] * xv
         slot = g * SPLITS + split
-        tl.store(dw_ptr + (slot * O + o)[:, None] * TAPS_P + tap[None, :], dw)
-        tl.store(db_ptr + slot * O + o, db)
+        row = tl.sum(tl.sum(acc, axis=3), axis=2)  # (KS_P, O)
+        txs = tl.arange(0, KS_P)[:, None]
+        tl.store(dw_ptr + (slot * O + o[None, :]) * taps + ty * KS + txs, row, mask=(txs < KS) & (o[None, :] < O))
+        tl.store(db_ptr + slot * O + o, tl.sum(tl.sum(bias, axis=2), axis=1), mask=(o < O) & (ty == 0))
 
     return triton, forward_kernel, grad_kernel
+
+
+def compile_report(capability: int = 90, filters: int = 4, kernel_size: int = 5, first_only: bool = False) -> list[dict]:
+    """Compile both kernels, every autotuning configuration, for a CUDA GPU of compute `capability`
+    (90: H100) with Triton's compiler and its bundled ptxas, no GPU needed, for bf16 input: a dict per
+    configuration (kernel, config, registers, spilled bytes). Fails where the kernels do not compile.
+    Not under the interpreter (`TRITON_INTERPRET=1`), which has no compiler."""
+    import re
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    triton, forward_kernel, grad_kernel = _kernels()
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    scalars = {"G": "i32", "H": "i32", "W": "i32", "PH": "i32", "PW": "i32"}
+    kernels = [
+        ("forward", forward_kernel, {"x_ptr": "*bf16", "w_ptr": "*fp32", "b_ptr": "*fp32", "out_ptr": "*bf16",
+                                     "route_ptr": "*i8", **scalars}, {}),
+        ("grad", grad_kernel, {"x_ptr": "*bf16", "dy_ptr": "*bf16", "route_ptr": "*i8", "dw_ptr": "*fp32",
+                               "db_ptr": "*fp32", "N": "i32", **scalars, "SPLITS": "i32"},
+         {"KS_P": 1 << (kernel_size - 1).bit_length()}),
+    ]
+    report = []
+    for name, tuner, signature, extra in kernels:
+        for config in tuner.configs[:1] if first_only else tuner.configs:
+            constants = {"O": filters, "KS": kernel_size, **extra, **config.kwargs}
+            source = ASTSource(fn=tuner.fn, signature={**signature, **dict.fromkeys(constants, "constexpr")},
+                               constexprs=constants)
+            compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32),
+                                      options={"num_warps": config.num_warps})
+            with tempfile.TemporaryDirectory() as folder:
+                ptx = Path(folder) / "kernel.ptx"
+                ptx.write_text(compiled.asm["ptx"])
+                done = subprocess.run([str(ptxas), "-v", f"--gpu-name=sm_{capability}a", str(ptx), "-o", str(ptx) + ".o"],
+                                      capture_output=True, text=True, check=True)
+            registers = re.search(r"Used (\d+) registers", done.stderr)
+            spilled = re.search(r"(\d+) bytes spill stores", done.stderr)
+            report.append({"kernel": name, "config": {**config.kwargs, "num_warps": config.num_warps},
+                           "registers": int(registers.group(1)), "spilled": int(spilled.group(1))})
+    return report
 
 
 def _check_filters(filters: int) -> None:
@@ -235,9 +268,9 @@ def _(x, weight, bias):
     return x.new_empty(shape), x.new_empty(shape, dtype=torch.int8)
 
 
-def _splits(groups: int, items: int) -> int:
-    # enough programs to fill a GPU (a few thousand), none without work
-    return max(1, min(items, -(-4096 // max(1, groups))))
+def _splits(programs: int, items: int) -> int:
+    # shares of the items per (group, tap): enough programs to fill a GPU (a few thousand), none without work
+    return max(1, min(items, -(-4096 // max(1, programs))))
 
 
 @torch.library.custom_op("mie::conv1_pool_relu_grad", mutates_args=())
@@ -250,12 +283,13 @@ def _conv1_pool_relu_grad(
     o = grad.shape[1] // g
     ph, pw = grad.shape[2], grad.shape[3]
     taps = kernel_size * kernel_size
-    taps_p = 1 << (taps - 1).bit_length()
-    splits = _splits(g, n * -(-ph // 8) * -(-pw // 16))
-    dw = torch.empty((g, splits, o, taps_p), device=x.device, dtype=torch.float32)
+    splits = _splits(g * kernel_size, n * -(-ph // 8) * -(-pw // 16))
+    dw = torch.empty((g, splits, o, taps), device=x.device, dtype=torch.float32)
     db = torch.empty((g, splits, o), device=x.device, dtype=torch.float32)
-    grad_kernel[(g, splits)](x, grad, route, dw, db, n, g, h, w, ph, pw, splits, O=o, KS=kernel_size, TAPS_P=taps_p)
-    return dw.sum(1)[..., :taps].contiguous(), db.sum(1)
+    ks_p = 1 << (kernel_size - 1).bit_length()
+    grad_kernel[(kernel_size, splits, g)](x, grad, route, dw, db, n, g, h, w, ph, pw, splits,
+                                          O=o, KS=kernel_size, KS_P=ks_p)
+    return dw.sum(1), db.sum(1)
 
 
 @_conv1_pool_relu_grad.register_fake
