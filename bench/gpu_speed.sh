@@ -34,7 +34,7 @@
 # the first layer with cuDNN and fused, the inception block as branches and merged; FORMS=0 skips it).
 # STEP_VARIANTS ("cudnn fused merged fused+merged") are the ways of running the region CNN that the
 # stacked probe and the stacked runs compare (bench/stacked_step.py --variants); with fused among them,
-# bench/fused_conv1.py runs first (agreement with float32 and milliseconds of the first layer alone,
+# bench/fused_conv.py runs first (agreement with float32 and milliseconds of conv1 and conv2 alone,
 # K = 1 16 68). With the budget of one short call, the new kernels' question first:
 #   CONCURRENT=0 BASELINES=0 VARIANTS= STACK_FOLDS="16 68" STACK_FOLDS_COMPILED=68 FORMS=0 STACK_RUN=17 \
 #   STEP_VARIANTS="cudnn fused fused+merged" BUDGET=400 bash bench/gpu_speed.sh
@@ -53,7 +53,7 @@ STACK_FOLDS_COMPILED=${STACK_FOLDS_COMPILED-17 68}  # each K compiles anew (tens
 STACK_RUN=${STACK_RUN:-17}
 FORMS=${FORMS:-1}  # 0: no per-convolution --forms table in the eager stacked probe
 # the ways of running the region CNN compared in the stacked probe and the stacked run
-# (bench/stacked_step.py --variants: cudnn, fused (the Triton first layer), merged (one 7x7 inception), fused+merged)
+# (bench/stacked_step.py --variants: cudnn, fused (Triton conv1 and conv2), merged (one 7x7 inception), fused+merged)
 STEP_VARIANTS=${STEP_VARIANTS-cudnn fused merged fused+merged}
 BASELINES=${BASELINES:-1}
 BUDGET=${BUDGET:-0}
@@ -90,9 +90,9 @@ timeout 60 "$PY" -c "import torch, transformers; print('torch', torch.__version_
 case " $STEP_VARIANTS " in
     *" fused"*)
         if ! spent "fused conv1"; then
-            echo "== first layer: bench/fused_conv1.py paper bf16, cuDNN conv1 + pool + ReLU against the fused Triton kernel"
-            timeout "$STEP_TIMEOUT" "$PY" bench/fused_conv1.py --folds 1 16 68 2>&1 | grep -v "Warning\|warn(" | tail -8 \
-                || echo "  fused_conv1 FAILED or timed out"
+            echo "== conv1, conv2: bench/fused_conv.py paper bf16, cuDNN conv + pool + ReLU against the fused Triton kernels"
+            timeout "$STEP_TIMEOUT" "$PY" bench/fused_conv.py --folds 1 16 68 2>&1 | grep -v "Warning\|warn(" | tail -10 \
+                || echo "  fused_conv FAILED or timed out"
             echo "  ($(( $(date +%s) - START )) s since the start)"
         fi ;;
 esac
@@ -115,8 +115,8 @@ if [ "$STACK_RUN" -gt 1 ]; then
     for variant in $STEP_VARIANTS; do
         spent "stacked run, $variant" && continue
         case "$variant" in
-            cudnn) vflags="" ;; fused) vflags="--conv1-kernel triton" ;; merged) vflags="--merged-inception" ;;
-            fused+merged) vflags="--conv1-kernel triton --merged-inception" ;;
+            cudnn) vflags="" ;; fused) vflags="--conv-kernel triton" ;; merged) vflags="--merged-inception" ;;
+            fused+merged) vflags="--conv-kernel triton --merged-inception" ;;
         esac
         echo "== bench/train.py paper bf16, stage 1 of $STACK_RUN folds stacked, $EPOCHS epochs per stage, $variant ($vflags)"
         # shellcheck disable=SC2086

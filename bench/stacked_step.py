@@ -14,8 +14,8 @@ Usage: python bench/stacked_step.py [--device cuda] [--precision auto|fp32|bf16]
        [--variants cudnn fused merged fused+merged]
 
 `--variants` times the step once per way of running the region CNN on CUDA (`VARIANTS`): "cudnn",
-cuDNN's grouped convolutions with PyTorch's pooling and ReLU (the default); "fused", the first layer
-(conv1, pooling, ReLU) as the Triton kernel of `modeling_mie.fused_conv1`; "merged", the four
+cuDNN's grouped convolutions with PyTorch's pooling and ReLU (the default); "fused", conv1 and conv2
+with their pooling and ReLU as the Triton kernels of `modeling_mie.fused_conv`; "merged", the four
 inception branches as one zero-padded 7x7 convolution (`MieRegionCNN.merged_inception`); and
 "fused+merged". The first variant is the one the speed-ups refer to.
 
@@ -27,9 +27,9 @@ hold 79 % of the arithmetic; docs/training.md).
 `--forms` times each convolution written several ways at every K (cuDNN's grouped convolution
 channels-last as the CPU runs it and NCHW as CUDA runs it, as unfold + batched matrix product over
 the regions, and conv1 as a depthwise convolution of the image repeated per filter), inputs in the autocast dtype: whether another way beats the
-grouped kernel once the groups are many. For conv1 it also times the whole first layer, convolution,
-2 x 2 max-pooling and ReLU, as training runs it with cuDNN ("NCHW+pool+relu") and as the fused
-Triton kernel ("fused triton", CUDA only).
+grouped kernel once the groups are many. For conv1 and conv2 it also times the whole layer,
+convolution, 2 x 2 max-pooling and ReLU, as training runs it with cuDNN ("NCHW+pool+relu") and as
+the fused Triton kernels ("fused triton", CUDA only).
 
 Last line: `stacked_step_ms_K<k>=<ms> ...` and `speedup_per_fold_K<k>=<x>` for each K.
 """
@@ -66,7 +66,7 @@ from modeling_mie.training import (
     compiled_step,
 )
 
-# --variants: (devices.configure_region_cnn's conv1_kernel, merged_inception)
+# --variants: (devices.configure_region_cnn's conv_kernel, merged_inception)
 VARIANTS = {"cudnn": ("cudnn", False), "fused": ("triton", False), "merged": ("cudnn", True),
             "fused+merged": ("triton", True)}
 PAPER_STEPS = 432 * 100  # stage-1 steps of one paper-preset fold (batch 64 over a composite fold's frames)
@@ -190,22 +190,26 @@ def _depthwise_conv(layer, x: torch.Tensor) -> torch.Tensor:
                     padding=layer.kernel_size // 2, groups=layer.num_regions * o)
 
 
-def _first_layer(layer, x: torch.Tensor) -> torch.Tensor:
-    """conv1, 2 x 2 max-pooling and ReLU as training runs them with cuDNN."""
+def _pooled_layer(layer, x: torch.Tensor) -> torch.Tensor:
+    """conv1 or conv2, 2 x 2 max-pooling and ReLU as training runs them with cuDNN."""
     return F.relu(F.max_pool2d(layer(x), 2))
 
 
-def _fused_first_layer(layer, x: torch.Tensor) -> torch.Tensor:
-    """The same in one Triton kernel (`modeling_mie.fused_conv1`)."""
-    from modeling_mie import fused_conv1
+def _fused_pooled_layer(layer, x: torch.Tensor) -> torch.Tensor:
+    """The same as Triton kernels (`modeling_mie.fused_conv`)."""
+    from modeling_mie import fused_conv
 
-    return fused_conv1.conv1_pool_relu(x, layer.weight, layer.bias)
+    return fused_conv.conv_pool_relu(x, layer.weight, layer.bias)
+
+
+def _pooled(layer) -> bool:
+    return layer.kernel_size > 1 and layer.out_channels <= 8  # conv1 and conv2 (4 and 8 filters), not inception
 
 
 def _fused_applies(layer) -> bool:
-    from modeling_mie import fused_conv1
+    from modeling_mie import fused_conv
 
-    return layer.in_channels == 1 and fused_conv1.available(layer.weight.device)
+    return _pooled(layer) and fused_conv.available(layer.weight.device)
 
 
 FORMS = {
@@ -215,8 +219,8 @@ FORMS = {
     "grouped NCHW": (torch.contiguous_format, lambda layer, x: layer(x), lambda layer: True),
     "im2col bmm": (torch.contiguous_format, _im2col_conv, lambda layer: True),
     "depthwise NCHW": (torch.contiguous_format, _depthwise_conv, lambda layer: layer.in_channels == 1),
-    "NCHW+pool+relu": (torch.contiguous_format, _first_layer, lambda layer: layer.in_channels == 1),
-    "fused triton": (torch.contiguous_format, _fused_first_layer, _fused_applies),
+    "NCHW+pool+relu": (torch.contiguous_format, _pooled_layer, _pooled),
+    "fused triton": (torch.contiguous_format, _fused_pooled_layer, _fused_applies),
 }
 
 

@@ -21,9 +21,9 @@ epoch then includes the compilation, printed apart (first epoch minus the median
 `--stack-folds K` (with `--epochs N` or `--full`) trains stage 1 of the first K subjects' folds at once
 as `train/loso.py --stack-folds K` does, then extracts all K folds' features in one stacked pass, and
 shares both times out over them; stage 2 is the first fold's. `--no-cuda-tuning` runs stage 1 on CUDA without the fused Adam
-(`training.CUDA_TUNING`), the path before it, to measure what it gives. `--conv1-kernel triton` runs the
-region CNN's first layer (conv1, pooling, ReLU) on CUDA as one Triton kernel (`modeling_mie.fused_conv1`)
-instead of cuDNN's convolution and PyTorch's pooling and ReLU; `--merged-inception` runs the four inception
+(`training.CUDA_TUNING`), the path before it, to measure what it gives. `--conv-kernel triton` runs the
+region CNN's conv1 and conv2, each with its pooling and ReLU, on CUDA as Triton kernels
+(`modeling_mie.fused_conv`) instead of cuDNN's convolutions and PyTorch's pooling and ReLU; `--merged-inception` runs the four inception
 branches on CUDA as one zero-padded 7x7 convolution (`MieRegionCNN.merged_inception`).
 
 Last line: `fold_s_fast=<x> fold_s_paper=<y>` (only the presets that ran), then, where epochs were
@@ -31,7 +31,7 @@ timed, `stage1_epoch_s_<preset>=<median seconds per stage-1 epoch>`.
 
 Usage: python bench/train.py [--threads N] [--seed 0] [--device cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16]
        [--presets fast paper] [--epochs N | --full] [--compile [reduce-overhead]] [--stack-folds K]
-       [--no-cuda-tuning] [--conv1-kernel cudnn|triton] [--merged-inception]
+       [--no-cuda-tuning] [--conv-kernel cudnn|triton] [--merged-inception]
 """
 
 from __future__ import annotations
@@ -249,13 +249,13 @@ def main() -> None:
                         help="stage 1 of K folds at once (train/loso.py --stack-folds); needs --epochs or --full")
     parser.add_argument("--no-cuda-tuning", action="store_true",
                         help="Adam without its fused kernel on CUDA (the path before it)")
-    parser.add_argument("--conv1-kernel", default=devices.CUDA_CONV1_KERNEL, choices=devices.CONV1_KERNELS,
-                        help="what runs the region CNN's first layer on CUDA: cuDNN's convolution + pooling + ReLU, "
-                        "or the fused Triton kernel (modeling_mie.fused_conv1)")
+    parser.add_argument("--conv-kernel", default=devices.CUDA_CONV_KERNEL, choices=devices.CONV_KERNELS,
+                        help="what runs the region CNN's conv1 and conv2 with their pooling on CUDA: cuDNN's "
+                        "convolutions + pooling + ReLU, or the fused Triton kernels (modeling_mie.fused_conv)")
     parser.add_argument("--merged-inception", action="store_true",
                         help="the four inception branches as one zero-padded 7x7 convolution on CUDA")
     args = parser.parse_args()
-    devices.CUDA_CONV1_KERNEL = args.conv1_kernel
+    devices.CUDA_CONV_KERNEL = args.conv_kernel
     devices.CUDA_MERGED_INCEPTION = args.merged_inception
     if args.no_cuda_tuning:
         training.CUDA_TUNING = False
@@ -270,15 +270,15 @@ def main() -> None:
         precision = resolve_precision(args.precision, device)
         if device.type == "cuda":
             devices.configure_region_cnn(MieForVideoClassification(MieConfig()).region_cnn, device)  # Triton there?
-        elif args.conv1_kernel != "cudnn" or args.merged_inception:
-            raise MieInputError("--conv1-kernel triton and --merged-inception apply on CUDA only (--device cuda)")
+        elif args.conv_kernel != "cudnn" or args.merged_inception:
+            raise MieInputError("--conv-kernel triton and --merged-inception apply on CUDA only (--device cuda)")
     except MieInputError as err:
         raise SystemExit(f"error: {err}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     how = f"compile {args.compile}" + ("" if training.CUDA_TUNING or device.type != "cuda" else ", no CUDA tuning")
     if device.type == "cuda":
-        how += f"; conv1 on {args.conv1_kernel}" + ("; inception merged" if args.merged_inception else "")
+        how += f"; conv1 and conv2 on {args.conv_kernel}" + ("; inception merged" if args.merged_inception else "")
     if args.stack_folds > 1:
         how += f"; stage 1 and features of {args.stack_folds} folds stacked, their time shared out per fold"
     print(f"composite-shaped data: 442 clips, 68 subjects; {torch.get_num_threads()} threads; "

@@ -25,12 +25,12 @@ CUDA_CHUNK_FRAMES = 1024
 # (several fold processes may share one GPU); above it they stay in pinned CPU memory and move
 # one batch at a time.
 DEVICE_MEMORY_SHARE = 0.3
-# What runs the region CNN's first layer (conv1, max-pooling, ReLU) on CUDA for grey input: "cudnn"
-# (three operations: cuDNN's grouped convolution, F.max_pool2d, F.relu) or "triton" (one fused
-# kernel, `modeling_mie.fused_conv1`; needs Triton, which CUDA builds of PyTorch bring). The CPU
-# always runs the three operations.
-CONV1_KERNELS = ("cudnn", "triton")
-CUDA_CONV1_KERNEL = "cudnn"
+# What runs the region CNN's two first layers (conv1 and conv2, each with max-pooling and ReLU) on
+# CUDA: "cudnn" (three operations: cuDNN's grouped convolution, F.max_pool2d, F.relu) or "triton"
+# (fused kernels, `modeling_mie.fused_conv`; needs Triton, which CUDA builds of PyTorch bring). The
+# CPU always runs the three operations.
+CONV_KERNELS = ("cudnn", "triton")
+CUDA_CONV_KERNEL = "cudnn"
 # Whether the region CNN runs its four inception branches as one wider grouped convolution on CUDA
 # (`MieRegionCNN.merged_inception`: same outputs, 2.3x the arithmetic in one call). The CPU keeps
 # the four branches (oneDNN runs them near its matmul rate).
@@ -136,49 +136,49 @@ def float32_mode(device: torch.device, precision: str):
 def prepare_model(
     model: torch.nn.Module,
     device: torch.device,
-    conv1_kernel: str | None = None,
+    conv_kernel: str | None = None,
     merged_inception: bool | None = None,
 ) -> torch.nn.Module:
-    """Move `model` to `device` and set its region CNN's chunking, memory layout, first layer and
-    inception branches for it (`configure_region_cnn`)."""
+    """Move `model` to `device` and set its region CNN's chunking, memory layout, convolution kernels
+    and inception branches for it (`configure_region_cnn`)."""
     model.to(device)
     cnn = getattr(model, "region_cnn", None)
     if cnn is not None:
-        configure_region_cnn(cnn, device, conv1_kernel, merged_inception)
+        configure_region_cnn(cnn, device, conv_kernel, merged_inception)
     return model
 
 
 def configure_region_cnn(
     cnn: torch.nn.Module,
     device: torch.device,
-    conv1_kernel: str | None = None,
+    conv_kernel: str | None = None,
     merged_inception: bool | None = None,
 ) -> None:
     """A `MieRegionCNN` set for `device`: on CUDA, large chunks of frames (`CUDA_CHUNK_FRAMES`) in
     NCHW memory, where cuDNN's grouped convolutions ran faster than channels-last at every layer (an
-    H100, `bench/stacked_step.py --forms`; docs/training.md), the first layer on `conv1_kernel`
-    (default `CUDA_CONV1_KERNEL`, see `CONV1_KERNELS`) and the inception branches merged or not
+    H100, `bench/stacked_step.py --forms`; docs/training.md), conv1 and conv2 with their pooling on
+    `conv_kernel` (default `CUDA_CONV_KERNEL`, see `CONV_KERNELS`) and the inception branches merged or not
     (default `CUDA_MERGED_INCEPTION`); elsewhere the CPU's chunks, channels-last memory and
     PyTorch's operations, branch by branch.
 
     Raises:
-        MieInputError: an unknown `conv1_kernel`, or "triton" where Triton or the GPU is missing.
+        MieInputError: an unknown `conv_kernel`, or "triton" where Triton or the GPU is missing.
     """
-    kernel = conv1_kernel or CUDA_CONV1_KERNEL
-    if kernel not in CONV1_KERNELS:
-        raise MieInputError(f"conv1 kernel must be one of {', '.join(CONV1_KERNELS)}; got {kernel!r}.")
+    kernel = conv_kernel or CUDA_CONV_KERNEL
+    if kernel not in CONV_KERNELS:
+        raise MieInputError(f"conv kernel must be one of {', '.join(CONV_KERNELS)}; got {kernel!r}.")
     cuda = device.type == "cuda"
     cnn.chunk_frames = CUDA_CHUNK_FRAMES if cuda else None
     cnn.channels_last = not cuda
-    cnn.first_layer = None
+    cnn.conv_pool_relu = None
     cnn.merged_inception = cuda and (CUDA_MERGED_INCEPTION if merged_inception is None else merged_inception)
     if cuda and kernel == "triton":
-        from . import fused_conv1
+        from . import fused_conv
 
-        if not fused_conv1.available(device):
-            raise MieInputError("the fused Triton conv1 needs Triton (pip install triton; CUDA builds of PyTorch "
-                                "bring it) and a CUDA GPU; use the cudnn kernel instead.")
-        cnn.first_layer = fused_conv1.conv1_pool_relu
+        if not fused_conv.available(device):
+            raise MieInputError("the fused Triton convolutions need Triton (pip install triton; CUDA builds of "
+                                "PyTorch bring it) and a CUDA GPU; use the cudnn kernel instead.")
+        cnn.conv_pool_relu = fused_conv.conv_pool_relu
 
 
 def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -199,9 +199,9 @@ def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 __all__ = [
-    "CONV1_KERNELS",
+    "CONV_KERNELS",
     "CUDA_CHUNK_FRAMES",
-    "CUDA_CONV1_KERNEL",
+    "CUDA_CONV_KERNEL",
     "CUDA_MERGED_INCEPTION",
     "DEVICES",
     "PRECISIONS",

@@ -268,11 +268,11 @@ class MieRegionCNN(nn.Module):
     #: `devices.prepare_model` turns it off on CUDA, where cuDNN's grouped kernels ran faster in NCHW
     #: at every layer, 7x faster for conv1 with 68 folds stacked (`bench/stacked_step.py --forms`).
     channels_last: bool = True
-    #: None: conv1, max-pooling and ReLU as three operations (cuDNN's or oneDNN's convolution); else a
-    #: function of (frames (N, regions, H, W), conv1's weight, its bias) computing all three in one
-    #: pass for grey input (`modeling_mie.fused_conv1`, a Triton kernel for CUDA, set by
-    #: `devices.configure_region_cnn(..., conv1_kernel="triton")`).
-    first_layer = None
+    #: None: conv1 and conv2, each followed by max-pooling and ReLU, as three operations (cuDNN's or
+    #: oneDNN's convolution); else a function of (input (N, regions * channels, H, W), the layer's
+    #: weight, its bias) computing all three in one pass (`modeling_mie.fused_conv`, Triton kernels for
+    #: CUDA, set by `devices.configure_region_cnn(..., conv_kernel="triton")`).
+    conv_pool_relu = None
     #: Run the four inception branches as one grouped convolution with the largest kernel, the smaller
     #: kernels zero-padded to it (same outputs; 2.3x the arithmetic of the paper's kernels, in one wider
     #: convolution): for GPUs, where cuDNN ran the thin branches far below the card's rate
@@ -312,12 +312,13 @@ class MieRegionCNN(nn.Module):
         # grouped conv's and F.max_pool2d's (measured: training 98 vs 113 frames/s).
         inference = not torch.is_grad_enabled()
         pool = _max_pool2 if inference else _max_pool2_indexed
-        n, r, c, h, w = pixel_values.shape
-        if self.first_layer is not None and c == 1:
-            hidden = self.first_layer(pixel_values.reshape(n, r, h, w), self.conv1.weight, self.conv1.bias)
+        if self.conv_pool_relu is not None:
+            n, r, c, h, w = pixel_values.shape
+            hidden = self.conv_pool_relu(pixel_values.reshape(n, r * c, h, w), self.conv1.weight, self.conv1.bias)
+            hidden = self.conv_pool_relu(hidden, self.conv2.weight, self.conv2.bias)
         else:
             hidden = F.relu(pool(self._first_conv(pixel_values, depthwise=inference)))  # (N, R*4, H/2, W/2)
-        hidden = F.relu(pool(self.conv2(hidden)))  # (N, R*8, H/4, W/4)
+            hidden = F.relu(pool(self.conv2(hidden)))  # (N, R*8, H/4, W/4)
         if self.merged_inception:
             return [F.relu(self._merged_inception(hidden)), hidden]
         return [F.relu(branch(hidden)) for branch in self.inception] + [hidden]

@@ -86,8 +86,8 @@ def stack_region_cnns(cnns: Sequence[MieRegionCNN], config: MieConfig) -> MieReg
     k*R .. k*R + R - 1), with copies of their weights, on their device."""
     regions = config.num_regions
     stacked = MieRegionCNN(config, num_regions=regions * len(cnns))
-    # as `devices.prepare_model` set them: whole batches in NCHW memory on CUDA, first layer, branches
-    for name in ("chunk_frames", "channels_last", "first_layer", "merged_inception"):
+    # as `devices.prepare_model` set them: whole batches in NCHW memory on CUDA, kernels, branches
+    for name in ("chunk_frames", "channels_last", "conv_pool_relu", "merged_inception"):
         setattr(stacked, name, getattr(cnns[0], name))
     sources = [dict(cnn.named_parameters()) for cnn in cnns]
     with torch.no_grad():

@@ -1,7 +1,7 @@
-"""The fused first layer for CUDA (`modeling_mie.fused_conv1`: conv1 -> 2 x 2 max-pooling -> ReLU in
-one Triton kernel), checked on the CPU in Triton's interpreter against PyTorch's three operations:
-outputs, weight and bias gradients, ties in the pooling window, odd sizes, bf16 autocast, and the
-region CNN and a stack of folds running it."""
+"""The fused layers for CUDA (`modeling_mie.fused_conv`: conv1 and conv2, each -> 2 x 2 max-pooling ->
+ReLU, as Triton kernels), checked on the CPU in Triton's interpreter against PyTorch's three
+operations: outputs, weight, bias and input gradients, ties in the pooling window, odd sizes, bf16
+autocast, and the region CNN and a stack of folds running them; and compiled for an H100."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from modeling_mie import MieConfig, MieForVideoClassification, MieInputError, de
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = [
-    "forward_and_gradients_equal_conv_pool_relu",
+    "conv1_forward_and_gradients",
+    "conv2_forward_and_all_gradients",
     "other_kernel_sizes_and_filter_counts",
     "bf16_autocast_reads_and_writes_bf16",
     "bad_shapes_are_refused_in_words",
@@ -28,11 +29,11 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES)
 def test_in_tritons_interpreter(case):
-    """Each case of tests/fused_conv1_cases.py in a fresh process under TRITON_INTERPRET=1."""
+    """Each case of tests/fused_conv_cases.py in a fresh process under TRITON_INTERPRET=1."""
     if importlib.util.find_spec("triton") is None and not sys.platform.startswith("linux"):
         pytest.skip("Triton's interpreter runs where Triton installs (Linux; the test extra installs it there)")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, str(REPO / "tests" / "fused_conv1_cases.py"), case],
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "fused_conv_cases.py"), case],
                           check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
 
@@ -40,22 +41,23 @@ def test_in_tritons_interpreter(case):
 def test_triton_kernel_is_refused_where_it_cannot_run(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     cnn = MieForVideoClassification(MieConfig.from_preset("fast")).region_cnn
-    with pytest.raises(MieInputError, match="needs Triton .* and a CUDA GPU"):
-        devices.configure_region_cnn(cnn, torch.device("cuda"), conv1_kernel="triton")  # no GPU here
+    with pytest.raises(MieInputError, match="need Triton .* and a CUDA GPU"):
+        devices.configure_region_cnn(cnn, torch.device("cuda"), conv_kernel="triton")  # no GPU here
     with pytest.raises(MieInputError, match="one of cudnn, triton"):
-        devices.configure_region_cnn(cnn, torch.device("cuda"), conv1_kernel="cutlass")
+        devices.configure_region_cnn(cnn, torch.device("cuda"), conv_kernel="cutlass")
 
 
 def test_kernels_compile_for_an_h100_without_spilling():
-    """Triton's compiler and ptxas build every autotuning configuration of both kernels for compute
+    """Triton's compiler and ptxas build every autotuning configuration of every kernel for compute
     capability 9.0 (H100) here, without a GPU: what the interpreter cannot check (types, layouts,
     registers). A configuration that spills registers to memory would be slow there."""
     if importlib.util.find_spec("triton") is None and not sys.platform.startswith("linux"):
         pytest.skip("Triton installs on Linux only (the test extra installs it there)")
-    from modeling_mie import fused_conv1
+    from modeling_mie import fused_conv
 
-    report = fused_conv1.compile_report(capability=90)
-    assert {r["kernel"] for r in report} == {"forward", "grad"}
-    assert len(report) >= 4
+    report = fused_conv.compile_report(capability=90)
+    kernels = {(r["layer"], r["kernel"]) for r in report}
+    assert kernels == {("conv1", "forward"), ("conv1", "weight grad"),
+                       ("conv2", "forward"), ("conv2", "weight grad"), ("conv2", "input grad")}
     for row in report:
         assert row["spilled"] == 0 and 0 < row["registers"] <= 255, row

@@ -1,0 +1,127 @@
+"""Cases of tests/test_fused_conv.py, run in a subprocess with TRITON_INTERPRET=1 (Triton must see the
+variable before it is first imported, so not in the test process): python tests/fused_conv_cases.py CASE"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_mie import MieConfig, MieForVideoClassification, devices, fused_conv
+
+
+def reference(x, weight, bias):
+    g, _, _, k, _ = weight.shape
+    return F.relu(F.max_pool2d(F.conv2d(x, weight.flatten(0, 1), bias.flatten(), padding=k // 2, groups=g), 2))
+
+
+def layer(groups: int, filters: int = 4, channels: int = 1, kernel: int = 5, seed: int = 0):
+    torch.manual_seed(seed)
+    weight = (torch.randn(groups, filters, channels, kernel, kernel) * 0.2).requires_grad_()
+    bias = (torch.randn(groups, filters) * 0.5).requires_grad_()
+    return weight, bias
+
+
+def check(x, weight, bias, rtol=1e-4, atol=1e-4):
+    """Output and every gradient (input's too where it needs one) of the fused layer against PyTorch's."""
+    out = fused_conv.conv_pool_relu(x, weight, bias)
+    expected = reference(x, weight, bias)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert (expected == 0).any() and (expected > 0).any()  # the ReLU cuts some values, not all
+    grad = torch.randn_like(expected)
+    inputs = (weight, bias, x) if x.requires_grad else (weight, bias)
+    got = torch.autograd.grad((out * grad).sum(), inputs)
+    want = torch.autograd.grad((expected * grad).sum(), inputs)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+        assert b.abs().max() > 0.5  # gradients that a wrong routing would change
+    return out
+
+
+def case_conv1_forward_and_gradients():
+    # one channel per group, 5 x 5; odd height and width (the last row and column are dropped, as
+    # F.max_pool2d does), several tiles across, frames partly black so that conv1 is the bias there
+    # and the window ties
+    weight, bias = layer(groups=3)
+    x = torch.randn(2, 3, 19, 37)
+    x[0, 1, :, :20] = 0.0
+    assert check(x, weight, bias).shape == (2, 12, 9, 18)
+
+
+def case_conv2_forward_and_all_gradients():
+    # 4 channels -> 8 filters per group, 3 x 3, as conv2; its input needs a gradient, odd sizes
+    weight, bias = layer(groups=3, filters=8, channels=4, kernel=3, seed=1)
+    x = torch.randn(2, 12, 13, 21).relu().requires_grad_()  # post-ReLU input, as conv1's output
+    assert check(x, weight, bias).shape == (2, 24, 6, 10)
+
+
+def case_other_kernel_sizes_and_filter_counts():
+    for filters, channels, kernel in ((2, 1, 3), (8, 1, 7), (4, 3, 5)):  # (4, 3, 5): the flow preset's conv1
+        weight, bias = layer(groups=2, filters=filters, channels=channels, kernel=kernel, seed=filters)
+        check(torch.randn(1, 2 * channels, 12, 18, requires_grad=channels > 1), weight, bias)
+
+
+def case_bf16_autocast_reads_and_writes_bf16():
+    weight, bias = layer(groups=2)
+    x = torch.randint(-40, 40, (2, 2, 16, 20)).float()  # onset differences: integers, exact in bf16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fused_conv.conv_pool_relu(x, weight, bias)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference(x, weight, bias), rtol=1e-2, atol=1e-2)
+    out.float().sum().backward()
+    assert weight.grad.dtype == torch.float32 and weight.grad.abs().max() > 0
+
+
+def case_bad_shapes_are_refused_in_words():
+    weight, bias = layer(groups=2)
+    with pytest.raises(ValueError, match="groups x 1 channels"):
+        fused_conv.conv_pool_relu(torch.randn(1, 3, 8, 8), weight, bias)  # 3 channels for 2 groups of 1
+    three, _ = layer(groups=2, filters=3)
+    with pytest.raises(ValueError, match="power-of-two"):
+        fused_conv.conv_pool_relu(torch.randn(1, 2, 8, 8), three, bias[:, :3])
+
+
+def case_region_cnn_and_stacked_folds_run_it_with_the_same_results():
+    from modeling_mie.stacked import stack_region_cnns
+
+    config = MieConfig.from_preset("fast")
+    torch.manual_seed(0)
+    cnn = MieForVideoClassification(config).region_cnn.train()
+    cnn.dropout.p = 0.0
+    x = torch.rand(2, config.num_regions, 1, 12, 20) * 255  # small crops: the interpreter is slow
+
+    def run():
+        cnn.zero_grad()
+        features, logits = cnn(x)
+        logits.square().sum().backward()
+        with torch.no_grad():
+            inference = cnn(x)[0]
+        return [features.detach(), inference] + [p.grad.clone() for p in cnn.parameters()]
+
+    devices.configure_region_cnn(cnn, torch.device("cuda"))  # attributes only; cuDNN's three operations
+    assert cnn.conv_pool_relu is None
+    plain = run()
+    devices.configure_region_cnn(cnn, torch.device("cuda"), conv_kernel="triton")
+    assert cnn.conv_pool_relu is fused_conv.conv_pool_relu
+    fused = run()
+    for a, b in zip(fused, plain):  # float32 sums in another order, of crops up to 255: relative to the largest
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()) + 1e-6)
+    names = [n for n, _ in cnn.named_parameters()]
+    assert plain[2 + names.index("conv1.weight")].abs().max() > 0  # both layers' gradients, fused
+    assert plain[2 + names.index("conv2.weight")].abs().max() > 0
+    assert stack_region_cnns([cnn, cnn], config).conv_pool_relu is fused_conv.conv_pool_relu
+    devices.configure_region_cnn(cnn, torch.device("cpu"), conv_kernel="triton")  # the CPU: PyTorch's
+    assert cnn.conv_pool_relu is None
+
+
+if __name__ == "__main__":
+    globals()["case_" + sys.argv[1]]()
+    print("ok")
