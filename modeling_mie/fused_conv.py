@@ -200,7 +200,8 @@ def _kernels():
         txs = tl.arange(0, KS_P)[:, None]
         tl.store(dw_ptr + ((slot * O + o[None, :]) * C + c) * taps + ty * KS + txs, row,
                  mask=(txs < KS) & (o[None, :] < O))
-        tl.store(db_ptr + slot * O + o, tl.sum(tl.sum(bias, axis=2), axis=1), mask=(o < O) & (ty == 0) & (c == 0))
+        if (ty == 0) & (c == 0):  # the bias gradient once per (group, share)
+            tl.store(db_ptr + slot * O + o, tl.sum(tl.sum(bias, axis=2), axis=1))
 
     input_configs = [  # (filters, channels, tile) products per thread: larger tiles spilled for conv2 at sm_90
         triton.Config({"BH": 8, "BW": 16}, num_warps=4),
@@ -273,7 +274,12 @@ def compile_report(capability: int = 90, layers: dict | None = None) -> list[dic
     from triton.compiler import ASTSource
 
     triton, forward_kernel, grad_kernel, input_grad_kernel = _kernels()
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    try:  # the ptxas Triton itself uses for this GPU (3.9 uses its CUDA 13 one from sm_90 on)
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        ptxas = get_ptxas(capability).path
+    except (ImportError, AttributeError, TypeError):
+        ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     scalars = {"G": "i32", "H": "i32", "W": "i32", "PH": "i32", "PW": "i32"}
     report = []
     for layer, (c, o, ks) in (layers or LAYERS).items():
