@@ -137,6 +137,7 @@ def main() -> None:
                 print(f"{name:>5s} {folds:4d} {groups:6d} {slow * 1e3:9.3f} {fast * 1e3:9.3f} {slow / fast:7.2f}x "
                       f"{traffic / fast / 1e9:10.0f} {slow_fwd * 1e3:15.3f} {fast_fwd * 1e3:7.3f}   "
                       + "; ".join(" ".join(f"{d:.1e}" for d in ds) for ds in diffs))
+                print(f"{'':>11s} autotuned: {fused_conv.chosen_configs()}")
                 line += [f"fused_ms_{name}_K{folds}={fast * 1e3:.3f}", f"three_ops_ms_{name}_K{folds}={slow * 1e3:.3f}",
                          f"speedup_{name}_K{folds}={slow / fast:.2f}"]
                 del layer, x, grad, exact

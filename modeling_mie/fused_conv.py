@@ -42,7 +42,7 @@ import os
 
 import torch
 
-__all__ = ["LAYERS", "available", "compile_report", "conv_pool_relu"]
+__all__ = ["LAYERS", "available", "chosen_configs", "compile_report", "conv_pool_relu"]
 
 
 @functools.cache
@@ -80,7 +80,6 @@ def _kernels():
     configs = [
         triton.Config({"BH": 8, "BW": 16}, num_warps=4),
         triton.Config({"BH": 8, "BW": 32}, num_warps=4),
-        triton.Config({"BH": 4, "BW": 32}, num_warps=2),
         triton.Config({"BH": 16, "BW": 16}, num_warps=8),
     ]
     if _interpreting():
@@ -146,7 +145,6 @@ def _kernels():
 
     grad_configs = [
         triton.Config({"BH": 4, "BW": 16}, num_warps=4),
-        triton.Config({"BH": 8, "BW": 16}, num_warps=4),
         triton.Config({"BH": 8, "BW": 16}, num_warps=8),
         triton.Config({"BH": 4, "BW": 32}, num_warps=4),
     ]
@@ -204,10 +202,9 @@ def _kernels():
             tl.store(db_ptr + slot * O + o, tl.sum(tl.sum(bias, axis=2), axis=1))
 
     input_configs = [  # (filters, channels, tile) products per thread: larger tiles spilled for conv2 at sm_90
-        triton.Config({"BH": 8, "BW": 16}, num_warps=4),
         triton.Config({"BH": 8, "BW": 16}, num_warps=8),
         triton.Config({"BH": 4, "BW": 16}, num_warps=4),
-        triton.Config({"BH": 16, "BW": 16}, num_warps=8),
+        triton.Config({"BH": 8, "BW": 16}, num_warps=4),
     ]
     if _interpreting():
         input_configs = input_configs[:1]
@@ -310,6 +307,15 @@ def compile_report(capability: int = 90, layers: dict | None = None) -> list[dic
                 report.append({"layer": layer, "kernel": name, "config": {**config.kwargs, "num_warps": config.num_warps},
                                "registers": int(registers.group(1)), "spilled": int(spilled.group(1))})
     return report
+
+
+def chosen_configs() -> dict[str, str]:
+    """The configuration Triton's autotuning chose for each kernel, for the last shapes it tuned
+    (what a GPU run reports next to its timings); empty before any kernel ran."""
+    _, forward_kernel, grad_kernel, input_grad_kernel = _kernels()
+    kernels = {"forward": forward_kernel, "weight grad": grad_kernel, "input grad": input_grad_kernel}
+    return {name: " ".join(f"{key} {value}" for key, value in {**k.best_config.kwargs, "warps": k.best_config.num_warps}.items())
+            for name, k in kernels.items() if getattr(k, "best_config", None) is not None}
 
 
 def _pow2(n: int) -> int:

@@ -61,6 +61,8 @@ def case_conv2_forward_and_all_gradients():
     weight, bias = layer(groups=3, filters=8, channels=4, kernel=3, seed=1)
     x = torch.randn(2, 12, 13, 21).relu().requires_grad_()  # post-ReLU input, as conv1's output
     assert check(x, weight, bias).shape == (2, 24, 6, 10)
+    chosen = fused_conv.chosen_configs()  # what a GPU run reports: each kernel's autotuned tile
+    assert set(chosen) == {"forward", "weight grad", "input grad"} and all("BH" in c for c in chosen.values())
 
 
 def case_other_kernel_sizes_and_filter_counts():
