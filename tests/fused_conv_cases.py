@@ -82,6 +82,24 @@ def case_bf16_autocast_reads_and_writes_bf16():
     assert weight.grad.dtype == torch.float32 and weight.grad.abs().max() > 0
 
 
+def case_torch_compile_traces_both_layers():
+    # the custom operators' shape functions let torch.compile (and so CUDA graphs) take the whole
+    # graph, forward and backward, with the kernels as opaque calls
+    w1, b1 = layer(groups=2)
+    w2, b2 = layer(groups=2, filters=8, channels=4, kernel=3, seed=1)
+
+    def loss(x, stem):
+        return stem(stem(x, w1, b1), w2, b2).square().mean()
+
+    x = torch.randn(2, 2, 16, 24)
+    compiled = torch.compile(loss, fullgraph=True)
+    got = compiled(x, fused_conv.conv_pool_relu)
+    want = loss(x, reference)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(got, (w1, b1, w2, b2)), torch.autograd.grad(want, (w1, b1, w2, b2))):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def case_bad_shapes_are_refused_in_words():
     weight, bias = layer(groups=2)
     with pytest.raises(ValueError, match="groups x 1 channels"):
