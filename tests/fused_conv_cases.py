@@ -100,6 +100,16 @@ def case_torch_compile_traces_both_layers():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def case_opcheck_passes():
+    # PyTorch's own checks of a custom operator: schema, autograd registration, shape function,
+    # dynamic shapes under AOT autograd; for conv2's shape (input gradient) and conv1's
+    w2, b2 = layer(groups=2, filters=8, channels=4, kernel=3)
+    w1, b1 = layer(groups=2)
+    for args in ((torch.randn(1, 8, 8, 10, requires_grad=True), w2, b2), (torch.randn(1, 2, 8, 10), w1, b1)):
+        results = torch.library.opcheck(torch.ops.mie.conv_pool_relu.default, args)
+        assert set(results.values()) == {"SUCCESS"}, results
+
+
 def case_bad_shapes_are_refused_in_words():
     weight, bias = layer(groups=2)
     with pytest.raises(ValueError, match="groups x 1 channels"):

@@ -23,6 +23,7 @@ CASES = [
     "other_kernel_sizes_and_filter_counts",
     "bf16_autocast_reads_and_writes_bf16",
     "torch_compile_traces_both_layers",
+    "opcheck_passes",
     "bad_shapes_are_refused_in_words",
     "region_cnn_and_stacked_folds_run_it_with_the_same_results",
 ]
