@@ -64,6 +64,7 @@ from modeling_mie.training import (
     TRAINING_PRESETS,
     _synchronize,
     compiled_step,
+    reads_first_frames,
 )
 
 # --variants: (devices.configure_region_cnn's conv_kernel, merged_inception)
@@ -99,7 +100,8 @@ def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, pr
         keep = keep.view(folds * r, batch, hidden).transpose(0, 1)
         if compile == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        losses = step(cnn, config, folds, frames, firsts, targets, weights, alpha, keep, precision)
+        losses = step(cnn, config, folds, frames, firsts if reads_first_frames(config) else None, targets, weights,
+                      alpha, keep, precision)
         optimizer.zero_grad()
         losses.sum().backward()
         optimizer.step(active)

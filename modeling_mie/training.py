@@ -185,6 +185,27 @@ def _to_float(crops: torch.Tensor) -> torch.Tensor:
     return crops.float().div_(255.0) if crops.dtype == torch.uint8 else crops.float()
 
 
+def reads_first_frames(config: MieConfig) -> bool:
+    """Whether the region CNNs' input (`region_cnn_input`) uses each clip's first frame."""
+    return config.input_mode == "onset_difference"
+
+
+def cnn_input(config: MieConfig, crops: torch.Tensor, firsts: torch.Tensor | None) -> torch.Tensor:
+    """`region_cnn_input` of uint8 crops (and their clips' first frames, None where the input mode
+    does not read them: `reads_first_frames`), in the fewest passes over memory.
+
+    The paper preset reads the raw frames: they are divided straight into autocast's dtype when
+    autocast is on (bf16 on CUDA). uint8 values are exact in bf16 and the quotient is rounded once,
+    as autocast's cast of the float32 quotient rounds it, so the convolution gets the same numbers
+    without a float32 copy of the batch; float32 runs get `_to_float`'s float32 numbers exactly.
+    """
+    if config.input_mode == "frames" and crops.dtype == torch.uint8:
+        kind = crops.device.type
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else torch.float32
+        return torch.div(crops.to(dtype), 255.0)
+    return region_cnn_input(config, _to_float(crops), None if firsts is None else _to_float(firsts))
+
+
 def _pad_batch(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack (T_i, ...) tensors into (B, T_max, ...) with zeros after each, and their lengths."""
     lengths = torch.tensor([s.shape[0] for s in sequences])
@@ -245,7 +266,7 @@ def stage1_batch_loss(
     cnn,
     config: MieConfig,
     batch_frames: torch.Tensor,
-    batch_firsts: torch.Tensor,
+    batch_firsts: torch.Tensor | None,
     batch_targets: torch.Tensor,
     weights: torch.Tensor,
     alpha: torch.Tensor,
@@ -253,13 +274,14 @@ def stage1_batch_loss(
 ) -> torch.Tensor:
     """Stage 1's loss on one batch of fixed size, padding included: what `torch.compile` compiles.
 
-    batch_frames / batch_firsts: (b, R, C, H, W) uint8 frames and their clips' first frames;
+    batch_frames / batch_firsts: (b, R, C, H, W) uint8 frames and their clips' first frames (None
+    where the input mode does not read them, `reads_first_frames`);
     batch_targets: (b, R) region labels; weights: (b,) each sample's share of the batch mean,
     1 / (real samples * R) for a real one and 0 for padding, so the loss and its gradients are
     those of the real samples alone (the padding's terms are exact zeros).
     """
     with autocast(batch_frames.device, precision):
-        inputs = region_cnn_input(config, _to_float(batch_frames), _to_float(batch_firsts))
+        inputs = cnn_input(config, batch_frames, batch_firsts)
         _, logits = cnn(inputs)  # (b, R, K)
     losses = focal_loss(logits.float().flatten(0, 1), batch_targets.flatten(), config.focal_gamma, alpha, reduction="none")
     return (losses.view(weights.shape[0], -1) * weights.unsqueeze(1)).sum()  # (b * R,) -> (b, R) -> ()
@@ -354,9 +376,9 @@ def train_stage1_cnn(
             for start_i in range(0, n, size):
                 batch = order[start_i : start_i + size]
                 batch_frames = frames[batch].to(device, non_blocking=True)  # (b, R, C, H, W) uint8
-                batch_firsts = firsts[owners[batch]].to(device, non_blocking=True)
+                batch_firsts = firsts[owners[batch]].to(device, non_blocking=True) if reads_first_frames(config) else None
                 with autocast(device, precision):
-                    inputs = region_cnn_input(config, _to_float(batch_frames), _to_float(batch_firsts))
+                    inputs = cnn_input(config, batch_frames, batch_firsts)
                     _, logits = cnn(inputs)  # (b, R, K)
                 loss = focal_loss(logits.float().flatten(0, 1), targets[batch.to(device)].flatten(), config.focal_gamma, alpha)
                 optimizer.zero_grad(set_to_none=True)
@@ -373,8 +395,8 @@ def train_stage1_cnn(
                     torch.compiler.cudagraph_mark_step_begin()
                 loss = step(
                     cnn, config, frames[batch].to(device, non_blocking=True),
-                    firsts[owners[batch]].to(device, non_blocking=True), targets[batch.to(device)],
-                    weights[i], alpha, precision,
+                    firsts[owners[batch]].to(device, non_blocking=True) if reads_first_frames(config) else None,
+                    targets[batch.to(device)], weights[i], alpha, precision,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -441,9 +463,9 @@ def cnn_features(
     out = []
     for start in range(0, frames.shape[0], size):
         batch = frames[start : start + size].to(device, non_blocking=True)
-        first = firsts[owners[start : start + size].to(device)]
+        first = firsts[owners[start : start + size].to(device)] if reads_first_frames(config) else None
         with autocast(device, precision):
-            x = region_cnn_input(config, _to_float(batch), _to_float(first))  # (n, R, C, H, W)
+            x = cnn_input(config, batch, first)  # (n, R, C, H, W)
             if folds > 1:
                 x = x.repeat(1, folds, 1, 1, 1)  # (n, K*R, C, H, W): fold-major, as the CNN stacks them
             feats, _ = cnn(x)

@@ -210,3 +210,29 @@ def test_compiled_stage1_trains_what_eager_stage1_trains(tiny_config):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match=r"compile must be one of \['off', 'default', 'reduce-overhead'\]; got 'fast'"):
         check_compile_mode("fast")
+
+
+@pytest.mark.parametrize("input_mode", ["frames", "onset_difference"])
+def test_cnn_input_gives_region_cnn_input_of_the_float_crops(tiny_config, input_mode):
+    """The fewer-passes input (`cnn_input`) must be exactly what the model's `region_cnn_input` makes of
+    the crops in float32, and under bf16 autocast exactly that rounded to bf16 (what autocast's cast gave
+    the first convolution before); first frames are read only where the mode needs them."""
+    from modeling_mie.modeling_mie import region_cnn_input
+    from modeling_mie.training import _to_float, cnn_input, reads_first_frames
+
+    tiny_config.input_mode = input_mode
+    assert reads_first_frames(tiny_config) == (input_mode == "onset_difference")
+    g = torch.Generator().manual_seed(0)
+    shape = (6, tiny_config.num_regions, 1, *tiny_config.crop_size)
+    crops = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+    crops[0, 0, 0, 0, :4] = torch.tensor([0, 1, 254, 255], dtype=torch.uint8)
+    firsts = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+    expected = region_cnn_input(tiny_config, _to_float(crops), _to_float(firsts))
+    got = cnn_input(tiny_config, crops, firsts if reads_first_frames(tiny_config) else None)
+    assert got.dtype == torch.float32 and torch.equal(got, expected)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = cnn_input(tiny_config, crops, firsts if reads_first_frames(tiny_config) else None)
+    if input_mode == "frames":  # divided straight into bf16: the same numbers as the cast of float32's
+        assert got.dtype == torch.bfloat16 and torch.equal(got, expected.to(torch.bfloat16))
+    else:  # differences stay float32 (rounding each frame first would change them)
+        assert torch.equal(got, expected)
