@@ -35,8 +35,9 @@
 # STEP_VARIANTS ("cudnn fused merged fused+merged") are the ways of running the region CNN that the
 # stacked probe and the stacked runs compare (bench/stacked_step.py --variants); with fused among them,
 # bench/fused_conv.py runs first (agreement with float32 and milliseconds of conv1 and conv2 alone,
-# K = 1 16 68). With the budget of one short call, the new kernels' question first:
-#   CONCURRENT=0 BASELINES=0 VARIANTS= STACK_FOLDS="16 68" STACK_FOLDS_COMPILED=68 FORMS=0 STACK_RUN=17 \
+# K = 1 16 68). With the budget of one short call, the new kernels' question first (no compiled
+# probes: each compiles for tens of seconds per variant and K):
+#   CONCURRENT=0 BASELINES=0 VARIANTS= STACK_FOLDS="16 68" STACK_FOLDS_COMPILED= FORMS=0 STACK_RUN=17 \
 #   STEP_VARIANTS="cudnn fused fused+merged" BUDGET=400 bash bench/gpu_speed.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
