@@ -38,7 +38,7 @@
 # K = 1 16 68). With the budget of one short call, the new kernels' question first (no compiled
 # probes: each compiles for tens of seconds per variant and K):
 #   CONCURRENT=0 BASELINES=0 VARIANTS= STACK_FOLDS="16 68" STACK_FOLDS_COMPILED= FORMS=0 STACK_RUN=17 \
-#   STEP_VARIANTS="cudnn fused fused+merged" BUDGET=400 bash bench/gpu_speed.sh
+#   STEP_VARIANTS="cudnn fused fused-all" BUDGET=400 bash bench/gpu_speed.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -54,8 +54,9 @@ STACK_FOLDS_COMPILED=${STACK_FOLDS_COMPILED-17 68}  # each K compiles anew (tens
 STACK_RUN=${STACK_RUN:-17}
 FORMS=${FORMS:-1}  # 0: no per-convolution --forms table in the eager stacked probe
 # the ways of running the region CNN compared in the stacked probe and the stacked run
-# (bench/stacked_step.py --variants: cudnn, fused (Triton conv1 and conv2), merged (one 7x7 inception), fused+merged)
-STEP_VARIANTS=${STEP_VARIANTS-cudnn fused merged fused+merged}
+# (bench/stacked_step.py --variants: cudnn, fused (Triton conv1 and conv2), merged (one 7x7 inception), fused+merged,
+# fused-all (Triton conv1, conv2 and inception block))
+STEP_VARIANTS=${STEP_VARIANTS-cudnn fused merged fused+merged fused-all}
 BASELINES=${BASELINES:-1}
 BUDGET=${BUDGET:-0}
 LOGS=$(mktemp -d)
@@ -118,6 +119,7 @@ if [ "$STACK_RUN" -gt 1 ]; then
         case "$variant" in
             cudnn) vflags="" ;; fused) vflags="--conv-kernel triton" ;; merged) vflags="--merged-inception" ;;
             fused+merged) vflags="--conv-kernel triton --merged-inception" ;;
+            fused-all) vflags="--conv-kernel triton --inception-kernel triton" ;;
         esac
         echo "== bench/train.py paper bf16, stage 1 of $STACK_RUN folds stacked, $EPOCHS epochs per stage, $variant ($vflags)"
         # shellcheck disable=SC2086

@@ -11,13 +11,15 @@ The frames are random (the time does not depend on them) and already on the devi
 
 Usage: python bench/stacked_step.py [--device cuda] [--precision auto|fp32|bf16] [--preset paper|fast]
        [--folds 1 4 16 68] [--steps 10] [--compile off|default|reduce-overhead] [--threads N] [--layers] [--forms]
-       [--variants cudnn fused merged fused+merged]
+       [--variants cudnn fused merged fused+merged fused-all]
 
 `--variants` times the step once per way of running the region CNN on CUDA (`VARIANTS`): "cudnn",
 cuDNN's grouped convolutions with PyTorch's pooling and ReLU (the default); "fused", conv1 and conv2
 with their pooling and ReLU as the Triton kernels of `modeling_mie.fused_conv`; "merged", the four
-inception branches as one zero-padded 7x7 convolution (`MieRegionCNN.merged_inception`); and
-"fused+merged". The first variant is the one the speed-ups refer to.
+inception branches as one zero-padded 7x7 convolution (`MieRegionCNN.merged_inception`);
+"fused+merged"; and "fused-all", the fused conv1 and conv2 and the inception block with its ReLU and
+mean as the tensor-core kernels of `modeling_mie.fused_inception`. The first variant is the one the
+speed-ups refer to.
 
 `--layers` also times each convolution of the stacked CNN alone (forward and backward, at a
 stacked step's shapes) for every K: milliseconds, per fold, useful TFLOP/s and its share, to show
@@ -67,9 +69,9 @@ from modeling_mie.training import (
     reads_first_frames,
 )
 
-# --variants: (devices.configure_region_cnn's conv_kernel, merged_inception)
-VARIANTS = {"cudnn": ("cudnn", False), "fused": ("triton", False), "merged": ("cudnn", True),
-            "fused+merged": ("triton", True)}
+# --variants: (devices.configure_region_cnn's conv_kernel, merged_inception, inception_kernel)
+VARIANTS = {"cudnn": ("cudnn", False, "cudnn"), "fused": ("triton", False, "cudnn"), "merged": ("cudnn", True, "cudnn"),
+            "fused+merged": ("triton", True, "cudnn"), "fused-all": ("triton", False, "triton")}
 PAPER_STEPS = 432 * 100  # stage-1 steps of one paper-preset fold (batch 64 over a composite fold's frames)
 
 
@@ -214,6 +216,14 @@ def _fused_applies(layer) -> bool:
     return _pooled(layer) and fused_conv.available(layer.weight.device)
 
 
+def _block_applies(form: str):
+    if form != "fused triton":
+        return lambda cnn: True
+    from modeling_mie import fused_inception
+
+    return lambda cnn: fused_inception.available(cnn.conv1.weight.device)
+
+
 FORMS = {
     # name: (memory format, function of (layer, x), whether it applies to the layer). cuDNN's
     # autotuning (cudnn.benchmark) was a fourth form until an H100 showed it changed nothing.
@@ -229,9 +239,16 @@ FORMS = {
 # The inception block (four branches, ReLU, global average pooling, as the model runs them) two ways:
 # as the paper's branches, and as one grouped convolution with the smaller kernels zero-padded to 7x7
 # (`MieRegionCNN.merged_inception`).
+def _fused_block(cnn, x: torch.Tensor) -> torch.Tensor:
+    from modeling_mie import fused_inception
+
+    return fused_inception.inception_pool(x, list(cnn.inception))
+
+
 BLOCK_FORMS = {
     "4 branches": lambda cnn, x: torch.cat([F.relu(b(x)).mean(dim=(2, 3)) for b in cnn.inception], dim=1),
     "merged 7x7": lambda cnn, x: F.relu(cnn._merged_inception(x)).mean(dim=(2, 3)),
+    "fused triton": _fused_block,  # CUDA only
 }
 
 
@@ -248,7 +265,7 @@ def time_forms(config: MieConfig, folds: int, batch: int, steps: int, device, pr
     block = ("inception block", cnn, inception[0][2], inception[0][3], inception[0][4], True, sum(r[-1] for r in inception))
     with float32_mode(device, precision):
         for name, layer, channels, lh, lw, input_grad, flops in [*layers, block]:
-            forms = {f: (torch.contiguous_format, fn, lambda layer: True) for f, fn in BLOCK_FORMS.items()}
+            forms = {f: (torch.contiguous_format, fn, _block_applies(f)) for f, fn in BLOCK_FORMS.items()}
             for form, (memory, function, applies) in (forms if layer is cnn else FORMS).items():
                 if not applies(layer):
                     continue

@@ -24,7 +24,9 @@ shares both times out over them; stage 2 is the first fold's. `--no-cuda-tuning`
 (`training.CUDA_TUNING`), the path before it, to measure what it gives. `--conv-kernel triton` runs the
 region CNN's conv1 and conv2, each with its pooling and ReLU, on CUDA as Triton kernels
 (`modeling_mie.fused_conv`) instead of cuDNN's convolutions and PyTorch's pooling and ReLU; `--merged-inception` runs the four inception
-branches on CUDA as one zero-padded 7x7 convolution (`MieRegionCNN.merged_inception`).
+branches on CUDA as one zero-padded 7x7 convolution (`MieRegionCNN.merged_inception`); `--inception-kernel
+triton` runs the inception block with its ReLU and mean as the tensor-core kernels of
+`modeling_mie.fused_inception`.
 
 Last line: `fold_s_fast=<x> fold_s_paper=<y>` (only the presets that ran), then, where epochs were
 timed, `stage1_epoch_s_<preset>=<median seconds per stage-1 epoch>`.
@@ -32,6 +34,7 @@ timed, `stage1_epoch_s_<preset>=<median seconds per stage-1 epoch>`.
 Usage: python bench/train.py [--threads N] [--seed 0] [--device cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16]
        [--presets fast paper] [--epochs N | --full] [--compile [reduce-overhead]] [--stack-folds K]
        [--no-cuda-tuning] [--conv-kernel cudnn|triton] [--merged-inception]
+       [--inception-kernel cudnn|triton]
 """
 
 from __future__ import annotations
@@ -252,11 +255,15 @@ def main() -> None:
     parser.add_argument("--conv-kernel", default=devices.CUDA_CONV_KERNEL, choices=devices.CONV_KERNELS,
                         help="what runs the region CNN's conv1 and conv2 with their pooling on CUDA: cuDNN's "
                         "convolutions + pooling + ReLU, or the fused Triton kernels (modeling_mie.fused_conv)")
+    parser.add_argument("--inception-kernel", default=devices.CUDA_INCEPTION_KERNEL, choices=devices.INCEPTION_KERNELS,
+                        help="what runs the inception block with its ReLU and mean on CUDA: cuDNN's branches, or the "
+                        "fused Triton kernels (modeling_mie.fused_inception)")
     parser.add_argument("--merged-inception", action="store_true",
                         help="the four inception branches as one zero-padded 7x7 convolution on CUDA")
     args = parser.parse_args()
     devices.CUDA_CONV_KERNEL = args.conv_kernel
     devices.CUDA_MERGED_INCEPTION = args.merged_inception
+    devices.CUDA_INCEPTION_KERNEL = args.inception_kernel
     if args.no_cuda_tuning:
         training.CUDA_TUNING = False
     if args.epochs is not None and args.epochs < 1:
@@ -270,15 +277,17 @@ def main() -> None:
         precision = resolve_precision(args.precision, device)
         if device.type == "cuda":
             devices.configure_region_cnn(MieForVideoClassification(MieConfig()).region_cnn, device)  # Triton there?
-        elif args.conv_kernel != "cudnn" or args.merged_inception:
-            raise MieInputError("--conv-kernel triton and --merged-inception apply on CUDA only (--device cuda)")
+        elif args.conv_kernel != "cudnn" or args.merged_inception or args.inception_kernel != "cudnn":
+            raise MieInputError("--conv-kernel, --inception-kernel triton and --merged-inception apply on CUDA only "
+                                "(--device cuda)")
     except MieInputError as err:
         raise SystemExit(f"error: {err}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     how = f"compile {args.compile}" + ("" if training.CUDA_TUNING or device.type != "cuda" else ", no CUDA tuning")
     if device.type == "cuda":
-        how += f"; conv1 and conv2 on {args.conv_kernel}" + ("; inception merged" if args.merged_inception else "")
+        how += (f"; conv1 and conv2 on {args.conv_kernel}; inception on {args.inception_kernel}"
+                + ("; inception merged" if args.merged_inception else ""))
     if args.stack_folds > 1:
         how += f"; stage 1 and features of {args.stack_folds} folds stacked, their time shared out per fold"
     print(f"composite-shaped data: 442 clips, 68 subjects; {torch.get_num_threads()} threads; "

@@ -35,6 +35,11 @@ CUDA_CONV_KERNEL = "cudnn"
 # (`MieRegionCNN.merged_inception`: same outputs, 2.3x the arithmetic in one call). The CPU keeps
 # the four branches (oneDNN runs them near its matmul rate).
 CUDA_MERGED_INCEPTION = False
+# What runs the inception block with its ReLU and average pooling on CUDA: "cudnn" (the branches'
+# convolutions, then PyTorch's ReLU and mean) or "triton" (`modeling_mie.fused_inception`: tensor-core
+# kernels that average the maps without writing them). The CPU always runs the branches.
+INCEPTION_KERNELS = ("cudnn", "triton")
+CUDA_INCEPTION_KERNEL = "cudnn"
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -138,13 +143,14 @@ def prepare_model(
     device: torch.device,
     conv_kernel: str | None = None,
     merged_inception: bool | None = None,
+    inception_kernel: str | None = None,
 ) -> torch.nn.Module:
     """Move `model` to `device` and set its region CNN's chunking, memory layout, convolution kernels
     and inception branches for it (`configure_region_cnn`)."""
     model.to(device)
     cnn = getattr(model, "region_cnn", None)
     if cnn is not None:
-        configure_region_cnn(cnn, device, conv_kernel, merged_inception)
+        configure_region_cnn(cnn, device, conv_kernel, merged_inception, inception_kernel)
     return model
 
 
@@ -153,24 +159,29 @@ def configure_region_cnn(
     device: torch.device,
     conv_kernel: str | None = None,
     merged_inception: bool | None = None,
+    inception_kernel: str | None = None,
 ) -> None:
     """A `MieRegionCNN` set for `device`: on CUDA, large chunks of frames (`CUDA_CHUNK_FRAMES`) in
     NCHW memory, where cuDNN's grouped convolutions ran faster than channels-last at every layer (an
     H100, `bench/stacked_step.py --forms`; docs/training.md), conv1 and conv2 with their pooling on
     `conv_kernel` (default `CUDA_CONV_KERNEL`, see `CONV_KERNELS`) and the inception branches merged or not
-    (default `CUDA_MERGED_INCEPTION`); elsewhere the CPU's chunks, channels-last memory and
+    (default `CUDA_MERGED_INCEPTION`) and the inception block with its pooling on `inception_kernel`
+    (default `CUDA_INCEPTION_KERNEL`, see `INCEPTION_KERNELS`); elsewhere the CPU's chunks, channels-last memory and
     PyTorch's operations, branch by branch.
 
     Raises:
-        MieInputError: an unknown `conv_kernel`, or "triton" where Triton or the GPU is missing.
+        MieInputError: an unknown kernel name, or "triton" where Triton or the GPU is missing.
     """
     kernel = conv_kernel or CUDA_CONV_KERNEL
     if kernel not in CONV_KERNELS:
         raise MieInputError(f"conv kernel must be one of {', '.join(CONV_KERNELS)}; got {kernel!r}.")
+    block = inception_kernel or CUDA_INCEPTION_KERNEL
+    if block not in INCEPTION_KERNELS:
+        raise MieInputError(f"inception kernel must be one of {', '.join(INCEPTION_KERNELS)}; got {block!r}.")
     cuda = device.type == "cuda"
     cnn.chunk_frames = CUDA_CHUNK_FRAMES if cuda else None
     cnn.channels_last = not cuda
-    cnn.conv_pool_relu = None
+    cnn.conv_pool_relu = cnn.inception_pool = None
     cnn.merged_inception = cuda and (CUDA_MERGED_INCEPTION if merged_inception is None else merged_inception)
     if cuda and kernel == "triton":
         from . import fused_conv
@@ -179,6 +190,13 @@ def configure_region_cnn(
             raise MieInputError("the fused Triton convolutions need Triton (pip install triton; CUDA builds of "
                                 "PyTorch bring it) and a CUDA GPU; use the cudnn kernel instead.")
         cnn.conv_pool_relu = fused_conv.conv_pool_relu
+    if cuda and block == "triton":
+        from . import fused_inception
+
+        if not fused_inception.available(device):
+            raise MieInputError("the fused Triton inception needs Triton (pip install triton; CUDA builds of "
+                                "PyTorch bring it) and a CUDA GPU; use the cudnn kernel instead.")
+        cnn.inception_pool = fused_inception.inception_pool
 
 
 def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -202,8 +220,10 @@ __all__ = [
     "CONV_KERNELS",
     "CUDA_CHUNK_FRAMES",
     "CUDA_CONV_KERNEL",
+    "CUDA_INCEPTION_KERNEL",
     "CUDA_MERGED_INCEPTION",
     "DEVICES",
+    "INCEPTION_KERNELS",
     "PRECISIONS",
     "autocast",
     "configure_region_cnn",

@@ -258,25 +258,11 @@ LAYERS = {"conv1": (1, 4, 5), "conv2": (4, 8, 3)}
 
 def compile_report(capability: int = 90, layers: dict | None = None) -> list[dict]:
     """Compile every kernel, every autotuning configuration, for each of `layers` (default `LAYERS`)
-    for a CUDA GPU of compute `capability` (90: H100) with Triton's compiler and its bundled ptxas,
+    for a CUDA GPU of compute `capability` (90: H100) with Triton's compiler and the ptxas it uses,
     no GPU needed, for bf16 input: a dict per (layer, kernel, configuration) with registers and
     spilled bytes. Fails where a kernel does not compile. Not under the interpreter
     (`TRITON_INTERPRET=1`), which has no compiler."""
-    import re
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    triton, forward_kernel, grad_kernel, input_grad_kernel = _kernels()
-    try:  # the ptxas Triton itself uses for this GPU (3.9 uses its CUDA 13 one from sm_90 on)
-        from triton.backends.nvidia.compiler import get_ptxas
-
-        ptxas = get_ptxas(capability).path
-    except (ImportError, AttributeError, TypeError):
-        ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    _, forward_kernel, grad_kernel, input_grad_kernel = _kernels()
     scalars = {"G": "i32", "H": "i32", "W": "i32", "PH": "i32", "PW": "i32"}
     report = []
     for layer, (c, o, ks) in (layers or LAYERS).items():
@@ -291,29 +277,54 @@ def compile_report(capability: int = 90, layers: dict | None = None) -> list[dic
             kernels.append(("input grad", input_grad_kernel, {"dy_ptr": "*bf16", "route_ptr": "*i8", "w_ptr": "*fp32",
                                                               "dx_ptr": "*bf16", **scalars}, {"C": c, "C_P": _pow2(c)}))
         for name, tuner, signature, extra in kernels:
-            for config in tuner.configs:
-                constants = {**extra, "O": o, "KS": ks, **config.kwargs}
-                source = ASTSource(fn=tuner.fn, signature={**signature, **dict.fromkeys(constants, "constexpr")},
-                                   constexprs=constants)
-                compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32),
-                                          options={"num_warps": config.num_warps})
-                with tempfile.TemporaryDirectory() as folder:
-                    ptx = Path(folder) / "kernel.ptx"
-                    ptx.write_text(compiled.asm["ptx"])
-                    done = subprocess.run([str(ptxas), "-v", f"--gpu-name=sm_{capability}a", str(ptx), "-o",
-                                           str(ptx) + ".o"], capture_output=True, text=True, check=True)
-                registers = re.search(r"Used (\d+) registers", done.stderr)
-                spilled = re.search(r"(\d+) bytes spill stores", done.stderr)
-                report.append({"layer": layer, "kernel": name, "config": {**config.kwargs, "num_warps": config.num_warps},
-                               "registers": int(registers.group(1)), "spilled": int(spilled.group(1))})
+            report += [{"layer": layer, **row}
+                       for row in _ptxas_report(name, tuner, signature, {**extra, "O": o, "KS": ks}, capability)]
     return report
+
+
+def _ptxas_report(name: str, tuner, signature: dict, constants: dict, capability: int) -> list[dict]:
+    """Each autotuning configuration of `tuner` (a Triton autotuned kernel) compiled for compute
+    `capability` with `constants`: rows of (kernel, config, registers, spilled bytes), from ptxas."""
+    import re
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    triton = _triton()[0]
+    try:  # the ptxas Triton itself uses for this GPU (3.9 uses its CUDA 13 one from sm_90 on)
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        ptxas = get_ptxas(capability).path
+    except (ImportError, AttributeError, TypeError):
+        ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    rows = []
+    for config in tuner.configs:
+        fixed = {**constants, **config.kwargs}
+        source = ASTSource(fn=tuner.fn, signature={**signature, **dict.fromkeys(fixed, "constexpr")}, constexprs=fixed)
+        compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32), options={"num_warps": config.num_warps})
+        with tempfile.TemporaryDirectory() as folder:
+            ptx = Path(folder) / "kernel.ptx"
+            ptx.write_text(compiled.asm["ptx"])
+            done = subprocess.run([str(ptxas), "-v", f"--gpu-name=sm_{capability}a", str(ptx), "-o", str(ptx) + ".o"],
+                                  capture_output=True, text=True, check=True)
+        registers = re.search(r"Used (\d+) registers", done.stderr)
+        spilled = re.search(r"(\d+) bytes spill stores", done.stderr)
+        rows.append({"kernel": name, "config": {**config.kwargs, "num_warps": config.num_warps},
+                     "registers": int(registers.group(1)), "spilled": int(spilled.group(1))})
+    return rows
 
 
 def chosen_configs() -> dict[str, str]:
     """The configuration Triton's autotuning chose for each kernel, for the last shapes it tuned
     (what a GPU run reports next to its timings); empty before any kernel ran."""
     _, forward_kernel, grad_kernel, input_grad_kernel = _kernels()
-    kernels = {"forward": forward_kernel, "weight grad": grad_kernel, "input grad": input_grad_kernel}
+    return _chosen({"forward": forward_kernel, "weight grad": grad_kernel, "input grad": input_grad_kernel})
+
+
+def _chosen(kernels: dict) -> dict[str, str]:
     return {name: " ".join(f"{key} {value}" for key, value in {**k.best_config.kwargs, "warps": k.best_config.num_warps}.items())
             for name, k in kernels.items() if getattr(k, "best_config", None) is not None}
 

@@ -279,6 +279,12 @@ class MieRegionCNN(nn.Module):
     #: (`devices.configure_region_cnn(..., merged_inception=True)`). `forward_maps` then gives the
     #: branches as one map, their channels per region in branch order, which concatenates the same.
     merged_inception: bool = False
+    #: None: the inception branches' maps are computed, ReLU'd and averaged by PyTorch; else a function
+    #: of (conv2's pooled map (N, regions * channels, h, w), the branches) returning their ReLU'd maps'
+    #: means (N, regions * branches * filters) without materialising the maps (`modeling_mie.fused_inception`,
+    #: Triton kernels for CUDA, set by `devices.configure_region_cnn(..., inception_kernel="triton")`);
+    #: used by `pooled_features`, the training and inference path (`forward_maps` keeps the maps).
+    inception_pool = None
 
     def frames_per_chunk(self, height: int, width: int) -> int:
         return self.chunk_frames or (16 if height * width <= 40 * 80 else 8)
@@ -307,21 +313,34 @@ class MieRegionCNN(nn.Module):
         (N, regions * c_i, H / 4, W / 4), one per inception branch and then the pooled second
         conv; per region they concatenate to the paper's 72 channels.
         """
+        hidden = self._stem(pixel_values)  # (N, R*8, H/4, W/4)
+        if self.merged_inception:
+            return [F.relu(self._merged_inception(hidden)), hidden]
+        return [F.relu(branch(hidden)) for branch in self.inception] + [hidden]
+
+    def _stem(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """conv1 -> pool -> ReLU -> conv2 -> pool -> ReLU: (N, R, C, H, W) -> (N, R * 8, H / 4, W / 4)."""
+        if self.conv_pool_relu is not None:
+            n, r, c, h, w = pixel_values.shape
+            hidden = self.conv_pool_relu(pixel_values.reshape(n, r * c, h, w), self.conv1.weight, self.conv1.bias)
+            return self.conv_pool_relu(hidden, self.conv2.weight, self.conv2.bias)
         # The depthwise conv1 and the strided-maxima pooling win without gradients; with them,
         # their backward passes (a sum over the repeats, masks per maximum) cost more than the
         # grouped conv's and F.max_pool2d's (measured: training 98 vs 113 frames/s).
         inference = not torch.is_grad_enabled()
         pool = _max_pool2 if inference else _max_pool2_indexed
-        if self.conv_pool_relu is not None:
-            n, r, c, h, w = pixel_values.shape
-            hidden = self.conv_pool_relu(pixel_values.reshape(n, r * c, h, w), self.conv1.weight, self.conv1.bias)
-            hidden = self.conv_pool_relu(hidden, self.conv2.weight, self.conv2.bias)
-        else:
-            hidden = F.relu(pool(self._first_conv(pixel_values, depthwise=inference)))  # (N, R*4, H/2, W/2)
-            hidden = F.relu(pool(self.conv2(hidden)))  # (N, R*8, H/4, W/4)
-        if self.merged_inception:
-            return [F.relu(self._merged_inception(hidden)), hidden]
-        return [F.relu(branch(hidden)) for branch in self.inception] + [hidden]
+        hidden = F.relu(pool(self._first_conv(pixel_values, depthwise=inference)))  # (N, R*4, H/2, W/2)
+        return F.relu(pool(self.conv2(hidden)))  # (N, R*8, H/4, W/4)
+
+    def pooled_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`pool_maps(forward_maps(pixel_values))`: (N, regions, channels, H, W) -> (N, regions,
+        cnn_channels); with `inception_pool` set, the inception maps are averaged inside its kernels."""
+        if self.inception_pool is None:
+            return self.pool_maps(self.forward_maps(pixel_values))
+        hidden = self._stem(pixel_values)
+        n = hidden.shape[0]
+        inception = self.inception_pool(hidden, list(self.inception)).view(n, self.num_regions, -1)
+        return torch.cat([inception, hidden.mean(dim=(2, 3)).view(n, self.num_regions, -1).to(inception.dtype)], dim=2)
 
     def _merged_inception(self, hidden: torch.Tensor) -> torch.Tensor:
         """The inception branches as one grouped convolution: (N, R * c, h, w) -> (N, R * 4 * 16, h, w),
@@ -368,7 +387,7 @@ class MieRegionCNN(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixel_values: (N, regions, channels, H, W) -> (features (N, R, F), logits (N, R, K))."""
         chunks = pixel_values.split(self.frames_per_chunk(*pixel_values.shape[-2:]))
-        pooled = [self.pool_maps(self.forward_maps(chunk)) for chunk in chunks]
+        pooled = [self.pooled_features(chunk) for chunk in chunks]
         return self.forward_head(torch.cat(pooled))
 
 

@@ -86,7 +86,7 @@ def stack_region_cnns(cnns: Sequence[MieRegionCNN], config: MieConfig) -> MieReg
     regions = config.num_regions
     stacked = MieRegionCNN(config, num_regions=regions * len(cnns))
     # as `devices.prepare_model` set them: whole batches in NCHW memory on CUDA, kernels, branches
-    for name in ("chunk_frames", "channels_last", "conv_pool_relu", "merged_inception"):
+    for name in ("chunk_frames", "channels_last", "conv_pool_relu", "merged_inception", "inception_pool"):
         setattr(stacked, name, getattr(cnns[0], name))
     sources = [dict(cnn.named_parameters()) for cnn in cnns]
     with torch.no_grad():
@@ -202,7 +202,7 @@ def stacked_batch_loss(
         # numbers with a quarter of the bytes moved
         firsts = fold_major(batch_firsts) if reads_first_frames(config) else None
         x = cnn_input(config, fold_major(batch_frames), firsts)  # (B, K*R, C, H, W)
-        pooled = torch.cat([cnn.pool_maps(cnn.forward_maps(c)) for c in x.split(cnn.frames_per_chunk(*x.shape[-2:]))])
+        pooled = torch.cat([cnn.pooled_features(c) for c in x.split(cnn.frames_per_chunk(*x.shape[-2:]))])
         hidden = F.relu(cnn.fc1(pooled))  # (B, K*R, hidden)
         if keep is not None:
             hidden = hidden * keep.to(hidden.dtype)  # bf16 under autocast, as nn.Dropout keeps it

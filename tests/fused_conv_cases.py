@@ -14,7 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_mie import MieConfig, MieForVideoClassification, devices, fused_conv
+from modeling_mie import (
+    MieConfig,
+    MieForVideoClassification,
+    devices,
+    fused_conv,
+    fused_inception,
+)
+from modeling_mie.modeling_mie import MieRegionConv2d
 
 
 def reference(x, weight, bias):
@@ -110,6 +117,43 @@ def case_opcheck_passes():
         assert set(results.values()) == {"SUCCESS"}, results
 
 
+def _inception(groups: int = 2, channels: int = 8, filters: int = 16, kernels=(1, 3, 5, 7)):
+    torch.manual_seed(2)
+    branches = [MieRegionConv2d(groups, channels, filters, k) for k in kernels]
+    for b in branches:
+        b.bias.data.normal_(0, 0.3)  # some values cut by the ReLU, some not
+    return branches
+
+
+def _inception_reference(x, branches):
+    n, g = x.shape[0], branches[0].num_regions
+    return torch.cat([F.relu(b(x)).mean(dim=(2, 3)).view(n, g, -1) for b in branches], dim=2).view(n, -1)
+
+
+def case_inception_forward_and_all_gradients():
+    # the four branches, ReLU and mean in the fused kernels: the pooled features, the input's and
+    # every branch's weight and bias gradients; odd sizes, so tiles end inside rows
+    branches = _inception()
+    x = torch.rand(2, 16, 7, 11, requires_grad=True)
+    got = fused_inception.inception_pool(x, branches)
+    want = _inception_reference(x, branches)
+    assert got.shape == want.shape == (2, 2 * 64)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    grad = torch.randn_like(want)
+    params = [x] + [p for b in branches for p in (b.weight, b.bias)]
+    for a, b in zip(torch.autograd.grad((got * grad).sum(), params), torch.autograd.grad((want * grad).sum(), params)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+        assert b.abs().max() > 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # read in bf16, accumulated in float32
+        low = fused_inception.inception_pool(x, branches)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, want, rtol=0.05, atol=0.02)
+    assert set(fused_inception.chosen_configs()) == {"forward", "input grad", "weight grad"}
+    results = torch.library.opcheck(torch.ops.mie.inception_pool.default,
+                                    (x, *[t.detach() for t in fused_inception.merged_weight(branches)], 8))
+    assert set(results.values()) == {"SUCCESS"}, results
+
+
 def case_bad_shapes_are_refused_in_words():
     weight, bias = layer(groups=2)
     with pytest.raises(ValueError, match="groups x 1 channels"):
@@ -140,16 +184,21 @@ def case_region_cnn_and_stacked_folds_run_it_with_the_same_results():
     assert cnn.conv_pool_relu is None
     plain = run()
     devices.configure_region_cnn(cnn, torch.device("cuda"), conv_kernel="triton")
-    assert cnn.conv_pool_relu is fused_conv.conv_pool_relu
+    assert cnn.conv_pool_relu is fused_conv.conv_pool_relu and cnn.inception_pool is None
     fused = run()
-    for a, b in zip(fused, plain):  # float32 sums in another order, of crops up to 255: relative to the largest
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()) + 1e-6)
+    devices.configure_region_cnn(cnn, torch.device("cuda"), conv_kernel="triton", inception_kernel="triton")
+    assert cnn.inception_pool is fused_inception.inception_pool
+    all_fused = run()
+    for a, b, c in zip(fused, all_fused, plain):  # float32 sums in another order: relative to the largest
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5 * float(c.abs().max()) + 1e-6)
+        torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5 * float(c.abs().max()) + 1e-6)
     names = [n for n, _ in cnn.named_parameters()]
-    assert plain[2 + names.index("conv1.weight")].abs().max() > 0  # both layers' gradients, fused
-    assert plain[2 + names.index("conv2.weight")].abs().max() > 0
-    assert stack_region_cnns([cnn, cnn], config).conv_pool_relu is fused_conv.conv_pool_relu
-    devices.configure_region_cnn(cnn, torch.device("cpu"), conv_kernel="triton")  # the CPU: PyTorch's
-    assert cnn.conv_pool_relu is None
+    for name in ("conv1.weight", "conv2.weight", "inception.3.weight"):  # gradients through every fused kernel
+        assert plain[2 + names.index(name)].abs().max() > 0
+    stacked = stack_region_cnns([cnn, cnn], config)
+    assert stacked.conv_pool_relu is fused_conv.conv_pool_relu and stacked.inception_pool is fused_inception.inception_pool
+    devices.configure_region_cnn(cnn, torch.device("cpu"), conv_kernel="triton", inception_kernel="triton")
+    assert cnn.conv_pool_relu is None and cnn.inception_pool is None  # the CPU: PyTorch's
 
 
 if __name__ == "__main__":

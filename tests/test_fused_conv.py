@@ -1,7 +1,8 @@
 """The fused layers for CUDA (`modeling_mie.fused_conv`: conv1 and conv2, each -> 2 x 2 max-pooling ->
-ReLU, as Triton kernels), checked on the CPU in Triton's interpreter against PyTorch's three
-operations: outputs, weight, bias and input gradients, ties in the pooling window, odd sizes, bf16
-autocast, and the region CNN and a stack of folds running them; and compiled for an H100."""
+ReLU; `modeling_mie.fused_inception`: the inception block -> ReLU -> mean; Triton kernels), checked
+on the CPU in Triton's interpreter against PyTorch's operations: outputs, weight, bias and input
+gradients, ties in the pooling window, odd sizes, bf16 autocast, and the region CNN and a stack of
+folds running them; and compiled for an H100."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ CASES = [
     "bf16_autocast_reads_and_writes_bf16",
     "torch_compile_traces_both_layers",
     "opcheck_passes",
+    "inception_forward_and_all_gradients",
     "bad_shapes_are_refused_in_words",
     "region_cnn_and_stacked_folds_run_it_with_the_same_results",
 ]
@@ -47,6 +49,8 @@ def test_triton_kernel_is_refused_where_it_cannot_run(monkeypatch):
         devices.configure_region_cnn(cnn, torch.device("cuda"), conv_kernel="triton")  # no GPU here
     with pytest.raises(MieInputError, match="one of cudnn, triton"):
         devices.configure_region_cnn(cnn, torch.device("cuda"), conv_kernel="cutlass")
+    with pytest.raises(MieInputError, match="inception needs Triton .* and a CUDA GPU"):
+        devices.configure_region_cnn(cnn, torch.device("cuda"), inception_kernel="triton")
 
 
 def test_kernels_compile_for_an_h100_without_spilling():
@@ -61,5 +65,9 @@ def test_kernels_compile_for_an_h100_without_spilling():
     kernels = {(r["layer"], r["kernel"]) for r in report}
     assert kernels == {("conv1", "forward"), ("conv1", "weight grad"),
                        ("conv2", "forward"), ("conv2", "weight grad"), ("conv2", "input grad")}
-    for row in report:
+    from modeling_mie import fused_inception
+
+    inception = fused_inception.compile_report(capability=90)
+    assert {r["kernel"] for r in inception} == {"forward", "input grad", "weight grad"}
+    for row in report + inception:
         assert row["spilled"] == 0 and 0 < row["registers"] <= 255, row
