@@ -47,8 +47,9 @@ CHANNELS_PADDED = 16
 @functools.cache
 def _kernels():
     triton, tl = _triton()
-    # (BM 128 with 8 warps spilled in the forward kernel, compiled for sm_90)
-    configs = [triton.Config({"BM": 64}, num_warps=4), triton.Config({"BM": 128}, num_warps=4)]
+    # tiles of 128 pixels spilled registers in the forward kernel compiled for sm_90 (Triton 3.7 with 8
+    # warps, 3.9 with 4), 32 with Triton 3.7
+    configs = [triton.Config({"BM": 64}, num_warps=4), triton.Config({"BM": 64}, num_warps=8)]
     grad_configs = [triton.Config({"BM": 64}, num_warps=4), triton.Config({"BM": 128}, num_warps=8)]
     if _interpreting():
         configs, grad_configs = configs[:1], grad_configs[:1]
