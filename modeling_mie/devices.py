@@ -9,6 +9,7 @@ devices is written down in docs/training.md ("Devices and precision").
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 
 import torch
@@ -184,19 +185,19 @@ def configure_region_cnn(
     cnn.conv_pool_relu = cnn.inception_pool = None
     cnn.merged_inception = cuda and (CUDA_MERGED_INCEPTION if merged_inception is None else merged_inception)
     if cuda and kernel == "triton":
-        from . import fused_conv
-
-        if not fused_conv.available(device):
-            raise MieInputError("the fused Triton convolutions need Triton (pip install triton; CUDA builds of "
-                                "PyTorch bring it) and a CUDA GPU; use the cudnn kernel instead.")
-        cnn.conv_pool_relu = fused_conv.conv_pool_relu
+        cnn.conv_pool_relu = _triton_function("fused_conv", "conv_pool_relu", "convolutions need", device)
     if cuda and block == "triton":
-        from . import fused_inception
+        cnn.inception_pool = _triton_function("fused_inception", "inception_pool", "inception needs", device)
 
-        if not fused_inception.available(device):
-            raise MieInputError("the fused Triton inception needs Triton (pip install triton; CUDA builds of "
-                                "PyTorch bring it) and a CUDA GPU; use the cudnn kernel instead.")
-        cnn.inception_pool = fused_inception.inception_pool
+
+def _triton_function(module: str, name: str, what: str, device: torch.device):
+    """`name` of the Triton module `module` (imported only when asked for), or the one-line error
+    saying what `what` (e.g. "convolutions need") and what to do instead."""
+    kernels = importlib.import_module(f".{module}", __package__)
+    if not kernels.available(device):
+        raise MieInputError(f"the fused Triton {what} Triton (pip install triton; CUDA builds of PyTorch bring "
+                            "it) and a CUDA GPU; use the cudnn kernel instead.")
+    return getattr(kernels, name)
 
 
 def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

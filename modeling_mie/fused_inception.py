@@ -36,7 +36,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .fused_conv import _interpreting, _triton, available
+from .fused_conv import _interpreting, _splits, _triton, available
+from .modeling_mie import merge_branches
 
 __all__ = ["available", "chosen_configs", "compile_report", "inception_pool", "merged_weight"]
 
@@ -187,11 +188,10 @@ def merged_weight(branches, channels_padded: int = CHANNELS_PADDED) -> tuple[tor
     kernels' weight (G, taps, channels padded, filters) of one convolution with the largest kernel,
     the smaller ones zero-padded, and its bias (G, filters); differentiable, so the branches' own
     weights get their gradients."""
-    size = max(b.kernel_size for b in branches)
-    weight = torch.cat([F.pad(b.weight, [(size - b.kernel_size) // 2] * 4) for b in branches], dim=1)  # (G, J, C, k, k)
-    g, j, c = weight.shape[:3]
+    weight, bias = merge_branches(branches)  # (G, J, C, k, k), (G, J)
+    g, j, c, size, _ = weight.shape
     weight = weight.permute(0, 3, 4, 2, 1).reshape(g, size * size, c, j)  # (G, taps, C, J)
-    return F.pad(weight, (0, 0, 0, channels_padded - c)), torch.cat([b.bias for b in branches], dim=1)
+    return F.pad(weight, (0, 0, 0, channels_padded - c)), bias
 
 
 def _tiles(hw: int, meta) -> int:
@@ -220,10 +220,6 @@ def _(x, weight, bias, channels):
     n, _, h, w = x.shape
     g, _, _, j = weight.shape
     return x.new_empty((n, g * j), dtype=torch.float32), x.new_empty((n, g * j, h, w), dtype=torch.int8)
-
-
-def _splits(programs: int, items: int) -> int:
-    return max(1, min(items, -(-4096 // max(1, programs))))
 
 
 @torch.library.custom_op("mie::inception_pool_grad", mutates_args=())

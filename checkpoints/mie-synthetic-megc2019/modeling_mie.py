@@ -223,6 +223,15 @@ class MieRegionLinear(nn.Module):
         return f"regions={self.num_regions}, {self.in_features}->{self.out_features}"
 
 
+def merge_branches(branches) -> tuple[torch.Tensor, torch.Tensor]:
+    """`MieRegionConv2d` branches (odd kernels, the same input channels) as one convolution with the
+    largest kernel, the smaller ones zero-padded: weight (regions, filters of every branch in order,
+    channels, k, k) and bias (regions, filters); differentiable, so each branch gets its gradients."""
+    size = max(b.kernel_size for b in branches)
+    weight = torch.cat([F.pad(b.weight, [(size - b.kernel_size) // 2] * 4) for b in branches], dim=1)
+    return weight, torch.cat([b.bias for b in branches], dim=1)
+
+
 def _max_pool2(x: torch.Tensor) -> torch.Tensor:
     """2 x 2 max-pooling with stride 2 of (N, C, H, W), an odd last row / column dropped (as
     `F.max_pool2d(x, 2)`), as the maximum of four strided views: no indices, layout kept."""
@@ -345,10 +354,9 @@ class MieRegionCNN(nn.Module):
     def _merged_inception(self, hidden: torch.Tensor) -> torch.Tensor:
         """The inception branches as one grouped convolution: (N, R * c, h, w) -> (N, R * 4 * 16, h, w),
         per region the branches' filters in order (what concatenating their maps gives)."""
-        size = max(branch.kernel_size for branch in self.inception)
-        weight = torch.cat([F.pad(b.weight, [(size - b.kernel_size) // 2] * 4) for b in self.inception], dim=1)
-        bias = torch.cat([b.bias for b in self.inception], dim=1)  # (R, branches * out)
-        return F.conv2d(hidden, weight.flatten(0, 1), bias.flatten(), padding=size // 2, groups=self.num_regions)
+        weight, bias = merge_branches(self.inception)
+        return F.conv2d(hidden, weight.flatten(0, 1), bias.flatten(), padding=weight.shape[-1] // 2,
+                        groups=self.num_regions)
 
     def _first_conv(self, pixel_values: torch.Tensor, depthwise: bool = True) -> torch.Tensor:
         """conv1 on (N, regions, channels, H, W) -> (N, regions * filters, H, W), channels-last
