@@ -130,28 +130,44 @@ def _inception_reference(x, branches):
     return torch.cat([F.relu(b(x)).mean(dim=(2, 3)).view(n, g, -1) for b in branches], dim=2).view(n, -1)
 
 
-def case_inception_forward_and_all_gradients():
-    # the four branches, ReLU and mean in the fused kernels: the pooled features, the input's and
-    # every branch's weight and bias gradients; odd sizes, so tiles end inside rows
-    branches = _inception()
-    x = torch.rand(2, 16, 7, 11, requires_grad=True)
+def _check_inception(x, branches):
     got = fused_inception.inception_pool(x, branches)
     want = _inception_reference(x, branches)
-    assert got.shape == want.shape == (2, 2 * 64)
+    assert got.shape == want.shape == (x.shape[0], branches[0].num_regions * sum(b.out_channels for b in branches))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert (want == 0).any() and (want > 0).any()  # the ReLU cuts some maps whole, not all
     grad = torch.randn_like(want)
     params = [x] + [p for b in branches for p in (b.weight, b.bias)]
     for a, b in zip(torch.autograd.grad((got * grad).sum(), params), torch.autograd.grad((want * grad).sum(), params)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
         assert b.abs().max() > 0
+    return want
+
+
+def case_inception_forward_and_all_gradients():
+    # the four branches, ReLU and mean in the fused kernels: the pooled features, the input's and
+    # every branch's weight and bias gradients; odd sizes, so tiles end inside rows
+    branches = _inception()
+    x = torch.rand(2, 16, 7, 11, requires_grad=True)
+    want = _check_inception(x, branches)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # read in bf16, accumulated in float32
         low = fused_inception.inception_pool(x, branches)
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, want, rtol=0.05, atol=0.02)
     assert set(fused_inception.chosen_configs()) == {"forward", "input grad", "weight grad"}
-    results = torch.library.opcheck(torch.ops.mie.inception_pool.default,
-                                    (x, *[t.detach() for t in fused_inception.merged_weight(branches)], 8))
+    weight, bias = (t.detach() for t in fused_inception.packed_weight(branches))
+    assert weight.shape == (2, 1 + 5 + 13 + 25, 16, 16)  # pairs of taps of 1x1, 3x3, 5x5, 7x7; 2 x 8 channels
+    results = torch.library.opcheck(torch.ops.mie.inception_pool.default, (x, weight, bias, 8, [1, 5, 13, 25], [0, 1, 2, 3]))
     assert set(results.values()) == {"SUCCESS"}, results
+    # branches out of order of kernel size, fewer of them, other filter and channel counts: three
+    # channels (slots padded to 8), and twelve (two taps of 16 slots)
+    for channels, filters, kernels in ((3, 16, (5, 1, 3)), (12, 32, (3, 7))):
+        branches = _inception(groups=3, channels=channels, filters=filters, kernels=kernels)
+        _check_inception(torch.rand(2, 3 * channels, 6, 9, requires_grad=True), branches)
+    with pytest.raises(ValueError, match="1 to 4 branches"):
+        fused_inception.inception_pool(x, _inception(kernels=(1, 3, 5, 7, 9)))
+    with pytest.raises(ValueError, match="power-of-two number of filters"):
+        fused_inception.inception_pool(x, _inception(filters=24))
 
 
 def case_bad_shapes_are_refused_in_words():
