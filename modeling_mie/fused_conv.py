@@ -59,6 +59,18 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def _tuned(triton, configs: list, key: list[str]):
+    """`triton.autotune(configs, key)`; under Triton's interpreter, which cannot time them, the first
+    configuration alone. The tuner keeps all of them in `every_config`, for tests to run each in turn."""
+
+    def wrap(kernel):
+        tuner = triton.autotune(configs=configs[:1] if _interpreting() else configs, key=key)(kernel)
+        tuner.every_config = list(configs)
+        return tuner
+
+    return wrap
+
+
 def available(device: torch.device | str | None = None) -> bool:
     """True where the kernels can run: Triton importable and `device` a CUDA device (or any device
     under Triton's interpreter, `TRITON_INTERPRET=1`, which is how they are tested on the CPU)."""
@@ -82,10 +94,8 @@ def _kernels():
         triton.Config({"BH": 8, "BW": 32}, num_warps=4),
         triton.Config({"BH": 16, "BW": 16}, num_warps=8),
     ]
-    if _interpreting():
-        configs = configs[:1]
 
-    @triton.autotune(configs=configs, key=["H", "W", "G", "C", "O", "KS"])
+    @_tuned(triton, configs, ["H", "W", "G", "C", "O", "KS"])
     @triton.jit
     def forward_kernel(
         x_ptr, w_ptr, b_ptr, out_ptr, route_ptr, G, H, W, PH, PW,
@@ -148,10 +158,8 @@ def _kernels():
         triton.Config({"BH": 8, "BW": 16}, num_warps=8),
         triton.Config({"BH": 4, "BW": 32}, num_warps=4),
     ]
-    if _interpreting():
-        grad_configs = grad_configs[:1]
 
-    @triton.autotune(configs=grad_configs, key=["H", "W", "G", "C", "O", "KS", "N", "SPLITS"])
+    @_tuned(triton, grad_configs, ["H", "W", "G", "C", "O", "KS", "N", "SPLITS"])
     @triton.jit
     def grad_kernel(
         x_ptr, dy_ptr, route_ptr, dw_ptr, db_ptr, N, G, H, W, PH, PW, SPLITS,
@@ -206,10 +214,8 @@ def _kernels():
         triton.Config({"BH": 4, "BW": 16}, num_warps=4),
         triton.Config({"BH": 8, "BW": 16}, num_warps=4),
     ]
-    if _interpreting():
-        input_configs = input_configs[:1]
 
-    @triton.autotune(configs=input_configs, key=["H", "W", "G", "C", "O", "KS"])
+    @_tuned(triton, input_configs, ["H", "W", "G", "C", "O", "KS"])
     @triton.jit
     def input_grad_kernel(
         dy_ptr, route_ptr, w_ptr, dx_ptr, G, H, W, PH, PW,

@@ -42,7 +42,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .fused_conv import _interpreting, _pow2, _splits, _triton, available
+from .fused_conv import _interpreting, _pow2, _splits, _triton, _tuned, available
 
 __all__ = ["available", "chosen_configs", "compile_report", "inception_pool", "packed_weight"]
 
@@ -116,13 +116,18 @@ if _triton() is not None:
 
     @triton.jit
     def _finish(acc, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES,
-               SLOT: tl.constexpr, J: tl.constexpr, JB: tl.constexpr):
-        # bias, ReLU, the records and the tile's sum per filter of one branch (filters SLOT * JB...)
+                SLOT: tl.constexpr, J: tl.constexpr, JB: tl.constexpr, BM: tl.constexpr):
+        # bias, ReLU, the records and the sum per filter of one branch (filters SLOT * JB...) over
+        # each 64 pixels of the tile: the same slots, and the same sums, whatever tile autotuning
+        # chose (and none left from its trials of other tiles)
         f = SLOT * JB + tl.arange(0, JB)
         acc += tl.load(b_ptr + g * J + f).to(tl.float32)[None, :]
         keep = (acc > 0) & inside[:, None]
         tl.store(keep_ptr + (ng * J + f[None, :]) * hw + p[:, None], keep.to(tl.int8), mask=inside[:, None])
-        tl.store(sums_ptr + (ng * TILES + tile) * J + f, tl.sum(tl.where(keep, acc, 0.0), axis=0))
+        R: tl.constexpr = BM // 64
+        part = tl.sum(tl.reshape(tl.where(keep, acc, 0.0), (R, 64, JB)), axis=1)  # (R, JB)
+        slot = tile * R + tl.arange(0, R)
+        tl.store(sums_ptr + (ng * TILES + slot[:, None]) * J + f[None, :], part, mask=(slot < TILES)[:, None])
 
     @triton.jit
     def _branch_input_grad(acc, keep_ptr, gs_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w, H, W, SQ,
@@ -161,10 +166,8 @@ def _kernels():
     input_configs = [triton.Config({"BM": 64}, num_warps=4), triton.Config({"BM": 128}, num_warps=8)]
     grad_configs = [triton.Config({"BM": 64}, num_warps=4), triton.Config({"BM": 128}, num_warps=4),
                     triton.Config({"BM": 128}, num_warps=8)]
-    if _interpreting():
-        configs, input_configs, grad_configs = configs[:1], input_configs[:1], grad_configs[:1]
 
-    @triton.autotune(configs=configs, key=["G", "H", "W", "C", "JB", "NB", "Q0", "Q1", "Q2", "Q3"])
+    @_tuned(triton, configs, ["G", "H", "W", "C", "JB", "NB", "Q0", "Q1", "Q2", "Q3"])
     @triton.jit
     def forward_kernel(
         x_ptr, w_ptr, b_ptr, taps_ptr, sums_ptr, keep_ptr, G, H, W, TILES, SQ,
@@ -215,15 +218,15 @@ def _kernels():
             for q in range(Q2, Q3):
                 a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
                 acc3 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
-        _finish(acc0, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S0, J, JB)
+        _finish(acc0, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S0, J, JB, BM)
         if NB > 1:
-            _finish(acc1, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S1, J, JB)
+            _finish(acc1, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S1, J, JB, BM)
         if NB > 2:
-            _finish(acc2, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S2, J, JB)
+            _finish(acc2, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S2, J, JB, BM)
         if NB > 3:
-            _finish(acc3, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S3, J, JB)
+            _finish(acc3, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S3, J, JB, BM)
 
-    @triton.autotune(configs=input_configs, key=["G", "H", "W", "C", "JB", "NB", "Q0", "Q1", "Q2", "Q3"])
+    @_tuned(triton, input_configs, ["G", "H", "W", "C", "JB", "NB", "Q0", "Q1", "Q2", "Q3"])
     @triton.jit
     def input_grad_kernel(
         keep_ptr, gs_ptr, w_ptr, taps_ptr, dx_ptr, G, H, W, SQ,
@@ -257,7 +260,7 @@ def _kernels():
         tl.store(dx_ptr + (ng * C + c[None, :]) * hw + p[:, None], acc.to(dx_ptr.dtype.element_ty),
                  mask=inside[:, None] & (c < C)[None, :])
 
-    @triton.autotune(configs=grad_configs, key=["G", "H", "W", "C", "JB", "NB", "Q0", "Q1", "Q2", "Q3", "N", "SPLITS"])
+    @_tuned(triton, grad_configs, ["G", "H", "W", "C", "JB", "NB", "Q0", "Q1", "Q2", "Q3", "N", "SPLITS"])
     @triton.jit
     def weight_grad_kernel(
         x_ptr, keep_ptr, gs_ptr, taps_ptr, dw_ptr, db_ptr, N, G, H, W, SPLITS, SQ,
@@ -379,8 +382,8 @@ def _inception_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, c
     n, _, h, w = x.shape
     g, sq, _, _ = weight.shape
     j = bias.shape[1]
-    tiles = -(-(h * w) // 64)  # the smallest tile: room for every configuration's tiles
-    sums = torch.zeros((n * g, tiles, j), device=x.device, dtype=torch.float32)
+    tiles = -(-(h * w) // 64)  # a sum per 64 pixels, whatever the tile (a multiple of 64)
+    sums = torch.empty((n * g, tiles, j), device=x.device, dtype=torch.float32)
     keep = torch.empty((n, g * j, h, w), device=x.device, dtype=torch.int8)
     taps = _tap_table(_radius(max(pairs)), str(x.device))
     grid = lambda meta: (n * g, _tiles(h * w, meta))

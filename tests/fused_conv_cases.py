@@ -170,6 +170,24 @@ def case_inception_forward_and_all_gradients():
         fused_inception.inception_pool(x, _inception(filters=24))
 
 
+def case_every_autotuning_configuration_gives_the_same_results():
+    # on a GPU autotuning may choose any configuration (tile, warps) of each kernel, and it runs the
+    # others on the same buffers while it times them; the interpreter runs the first alone unless
+    # told, so each is run here in turn on shapes a tile of every size ends inside
+    tuners = [*fused_conv._kernels()[1:], *fused_inception._kernels()[1:]]
+    rounds = max(len(t.every_config) for t in tuners)
+    assert rounds > 1
+    weight1, bias1 = layer(groups=2)
+    weight2, bias2 = layer(groups=2, filters=8, channels=4, kernel=3, seed=1)
+    branches = _inception()
+    for i in range(rounds):
+        for t in tuners:
+            t.configs = [t.every_config[min(i, len(t.every_config) - 1)]]
+        check(torch.randn(1, 2, 19, 37), weight1, bias1)
+        check(torch.randn(1, 8, 13, 21).relu().requires_grad_(), weight2, bias2)
+        _check_inception(torch.rand(1, 16, 13, 23, requires_grad=True), branches)  # 299 pixels: 5, 3, 2 tiles
+
+
 def case_bad_shapes_are_refused_in_words():
     weight, bias = layer(groups=2)
     with pytest.raises(ValueError, match="groups x 1 channels"):

@@ -26,6 +26,7 @@ CASES = [
     "torch_compile_traces_both_layers",
     "opcheck_passes",
     "inception_forward_and_all_gradients",
+    "every_autotuning_configuration_gives_the_same_results",
     "bad_shapes_are_refused_in_words",
     "region_cnn_and_stacked_folds_run_it_with_the_same_results",
 ]
