@@ -81,6 +81,15 @@ def _tap_table(radius: int, device: str) -> torch.Tensor:
     return torch.tensor(ring_taps(radius), dtype=torch.int32, device=device)
 
 
+@functools.cache
+def _pair_order(size: int, device: str) -> torch.Tensor:
+    """Where each tap of `ring_taps` is in a size x size kernel's row-major taps (the empty partner:
+    size * size, one past them); made once per device, not in every step."""
+    radius = size // 2
+    return torch.tensor([size * size if dy == _NOWHERE else (dy + radius) * size + dx + radius
+                         for dy, dx in ring_taps(radius)], device=device)
+
+
 # The kernels' helpers, jitted where Triton imports (module-level: Triton resolves the functions a
 # kernel calls among its globals)
 if _triton() is not None:
@@ -351,9 +360,7 @@ def packed_weight(branches) -> tuple[torch.Tensor, torch.Tensor]:
     for i in order:
         weight = branches[i].weight  # (G, J, C, k, k)
         g, j, c, k, _ = weight.shape
-        radius = k // 2
-        taps = torch.tensor([k * k if dy == _NOWHERE else (dy + radius) * k + dx + radius
-                             for dy, dx in ring_taps(radius)], device=weight.device)
+        taps = _pair_order(k, str(weight.device))
         flat = F.pad(weight.flatten(3), (0, 1, 0, half - c))  # (G, J, slots, k * k + 1): the last tap zero
         pairs = flat.index_select(3, taps).view(g, j, half, -1, 2)  # (G, J, slots, pairs, 2)
         packed.append(pairs.permute(0, 3, 4, 2, 1).reshape(g, -1, 2 * half, j))
