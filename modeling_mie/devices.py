@@ -43,6 +43,52 @@ INCEPTION_KERNELS = ("cudnn", "triton")
 CUDA_INCEPTION_KERNEL = "cudnn"
 
 
+# `train/loso.py --cnn-kernels`: what runs the region CNN's convolutions on CUDA for a whole run.
+# "auto" keeps the defaults above; "cudnn" cuDNN's and PyTorch's operations everywhere; "triton" the
+# fused kernels for conv1, conv2 and the inception block (`fused_conv`, `fused_inception`).
+CNN_KERNELS = ("auto", "cudnn", "triton")
+
+
+def check_cnn_kernels(name: str, device: torch.device) -> str:
+    """`name` (`CNN_KERNELS`) if it can run on `device`, else a one-line error saying what to do."""
+    if name not in CNN_KERNELS:
+        raise MieInputError(f"--cnn-kernels must be one of {', '.join(CNN_KERNELS)}; got {name!r}.")
+    if name == "triton":
+        if device.type != "cuda":
+            raise MieInputError(f"--cnn-kernels triton runs on CUDA GPUs only; this run is on {device}. Leave it "
+                                "out (the CPU runs PyTorch's operations) or pass --device cuda.")
+        from . import fused_conv
+
+        if not fused_conv.available(device):
+            raise MieInputError("--cnn-kernels triton needs Triton (pip install triton; CUDA builds of PyTorch "
+                                "bring it); install it or pass --cnn-kernels cudnn.")
+    return name
+
+
+def describe_cnn_kernels(name: str, device: torch.device) -> str:
+    """What runs the region CNN with `--cnn-kernels name` on `device`, in words (for fold files)."""
+    if device.type != "cuda":
+        return "pytorch"
+    with cnn_kernels(name):
+        conv, inception = CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL
+    return conv if conv == inception else f"conv1+conv2 {conv}, inception {inception}"
+
+
+@contextlib.contextmanager
+def cnn_kernels(name: str):
+    """While open, models prepared for CUDA (`prepare_model`) run the region CNN on `name`'s kernels
+    (`CNN_KERNELS`; "auto" changes nothing); the defaults come back on leaving."""
+    global CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL, CUDA_MERGED_INCEPTION
+    saved = CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL, CUDA_MERGED_INCEPTION
+    if name in ("cudnn", "triton"):
+        CUDA_CONV_KERNEL = CUDA_INCEPTION_KERNEL = name
+        CUDA_MERGED_INCEPTION = False
+    try:
+        yield
+    finally:
+        CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL, CUDA_MERGED_INCEPTION = saved
+
+
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """`auto` (CUDA when PyTorch sees a GPU, else the CPU), `cpu`, `cuda` or `cuda:N` -> a torch.device.
 
@@ -218,6 +264,7 @@ def stage_tensor(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 __all__ = [
+    "CNN_KERNELS",
     "CONV_KERNELS",
     "CUDA_CHUNK_FRAMES",
     "CUDA_CONV_KERNEL",
@@ -227,7 +274,10 @@ __all__ = [
     "INCEPTION_KERNELS",
     "PRECISIONS",
     "autocast",
+    "check_cnn_kernels",
+    "cnn_kernels",
     "configure_region_cnn",
+    "describe_cnn_kernels",
     "describe_device",
     "float32_mode",
     "prepare_model",

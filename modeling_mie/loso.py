@@ -200,6 +200,7 @@ class FoldSpec:
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N" (resolved by the command; `modeling_mie.devices`)
     precision: str = "fp32"  # "fp32", "tf32" or "bf16"
     compile: str = "off"  # stage 1's steps: "off", "default" or "reduce-overhead" (`training.COMPILE_MODES`)
+    cnn_kernels: str = "auto"  # the region CNN's kernels on CUDA: "auto", "cudnn" or "triton" (`devices.CNN_KERNELS`)
     # keep the held-out clips' probabilities after every epoch, only to report leakage (`loso_report`)
     report_epochs: bool = False
     # "aouayeb" (the project's model) or a baseline of `modeling_mie.baselines.methods.METHODS`
@@ -224,7 +225,7 @@ def run_fold_group(specs: Sequence[FoldSpec]) -> list[dict]:
     """`run_fold` for several folds of one run; with more than one, their stage 1 trains as one
     stacked model (`modeling_mie.stacked`: each fold as it would train alone, in fewer, larger
     steps) and the rest fold by fold. Each fold's file is written as soon as it is finished."""
-    from .devices import describe_device, resolve_device
+    from .devices import cnn_kernels, describe_device, resolve_device
 
     if not specs:
         return []
@@ -256,18 +257,20 @@ def run_fold_group(specs: Sequence[FoldSpec]) -> list[dict]:
 
     start = time.perf_counter()
     try:
-        if len(specs) == 1:
-            finished(0, train_model(
-                config, folds[0][0], schedule, folds[0][2], progress, test_clips=folds[0][1],
-                device=device, precision=spec.precision, report_epochs=spec.report_epochs, compile=spec.compile,
-            ))
-        else:
-            from .stacked import train_folds
+        # the region CNN's kernels on CUDA, as the run asked (the CPU always runs PyTorch's)
+        with cnn_kernels(spec.cnn_kernels):
+            if len(specs) == 1:
+                finished(0, train_model(
+                    config, folds[0][0], schedule, folds[0][2], progress, test_clips=folds[0][1],
+                    device=device, precision=spec.precision, report_epochs=spec.report_epochs, compile=spec.compile,
+                ))
+            else:
+                from .stacked import train_folds
 
-            train_folds(
-                config, folds, schedule, progress, device=device, precision=spec.precision,
-                report_epochs=spec.report_epochs, compile=spec.compile, on_outcome=finished,
-            )
+                train_folds(
+                    config, folds, schedule, progress, device=device, precision=spec.precision,
+                    report_epochs=spec.report_epochs, compile=spec.compile, on_outcome=finished,
+                )
     finally:
         if progress is not None:
             progress.close()
@@ -277,6 +280,8 @@ def run_fold_group(specs: Sequence[FoldSpec]) -> list[dict]:
 def _fold_record(spec, train, test, outcome, schedule, device_text, group, start) -> dict:
     """A finished fold of the project's model as its fold file records it (`start`: when its
     group began, `time.perf_counter()`)."""
+    from .devices import describe_cnn_kernels, resolve_device
+
     predictions = outcome.probabilities.argmax(1).tolist()
     stacked = len(group) > 1
     own = outcome.features_seconds + outcome.stage2.seconds + outcome.finetune.seconds
@@ -287,6 +292,7 @@ def _fold_record(spec, train, test, outcome, schedule, device_text, group, start
         "list_subject": test[0].list_subject,
         "seed": fold_seed(spec.seed, spec.key),
         "device": device_text,
+        "cnn_kernels": describe_cnn_kernels(spec.cnn_kernels, resolve_device(spec.device)),
         "train_clips": len(train),
         "test_clips": len(test),
         # the proof of an honest fold: the subjects whose clips each stage read

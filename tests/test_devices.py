@@ -65,6 +65,57 @@ def test_cuda_without_a_gpu_is_a_one_line_error_of_the_command(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
+def test_cnn_kernels_of_a_run_are_checked_set_while_it_trains_and_restored(monkeypatch, fake_cuda):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    with pytest.raises(MieInputError, match="triton runs on CUDA GPUs only; this run is on cpu") as err:
+        devices.check_cnn_kernels("triton", cpu)
+    assert "\n" not in str(err.value)
+    with pytest.raises(MieInputError, match="one of auto, cudnn, triton"):
+        devices.check_cnn_kernels("cutlass", cuda)
+    assert devices.check_cnn_kernels("cudnn", cpu) == "cudnn"  # nothing to refuse: the CPU runs PyTorch's
+    defaults = devices.CUDA_CONV_KERNEL, devices.CUDA_INCEPTION_KERNEL, devices.CUDA_MERGED_INCEPTION
+    with devices.cnn_kernels("triton"):
+        assert (devices.CUDA_CONV_KERNEL, devices.CUDA_INCEPTION_KERNEL, devices.CUDA_MERGED_INCEPTION) == (
+            "triton", "triton", False)
+        assert devices.describe_cnn_kernels("auto", cuda) == "triton"
+    assert (devices.CUDA_CONV_KERNEL, devices.CUDA_INCEPTION_KERNEL, devices.CUDA_MERGED_INCEPTION) == defaults
+    assert devices.describe_cnn_kernels("triton", cpu) == "pytorch"
+    assert devices.describe_cnn_kernels("cudnn", cuda) == "cudnn"
+
+    # a fold worker trains inside its run's choice, and the defaults come back after it
+    from modeling_mie import loso
+
+    seen = []
+
+    def fake_train(*args, **kwargs):
+        seen.append((devices.CUDA_CONV_KERNEL, devices.CUDA_INCEPTION_KERNEL))
+        raise KeyboardInterrupt  # stop here: the fold's training is not what this checks
+
+    monkeypatch.setattr(loso, "train_model", fake_train)
+    monkeypatch.setattr(loso, "load_clip_tensors", lambda *a, **k: [type("Clip", (), {"subject": "db/s0"})()])
+    spec = loso.FoldSpec("db/s0", "o", "c", [], MieConfig.from_preset("fast").to_dict(),
+                         {"stage1_epochs": 1}, 0, 1, cnn_kernels="triton")
+    with pytest.raises(KeyboardInterrupt):
+        loso.run_fold_group([spec])
+    assert seen == [("triton", "triton")]
+    assert (devices.CUDA_CONV_KERNEL, devices.CUDA_INCEPTION_KERNEL) == defaults[:2]
+
+
+def test_cnn_kernels_triton_on_the_cpu_is_a_one_line_error_of_the_command(tmp_path):
+    env = {**os.environ, "PYTHONPATH": "", "CUDA_VISIBLE_DEVICES": ""}
+    for extra, message in (([], "error: --cnn-kernels triton runs on CUDA GPUs only"),
+                           (["--method", "lbptop", "--cnn-kernels", "cudnn"], "error: --cnn-kernels is for the project")):
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "train" / "loso.py"), "--dataset", f"synthetic={tmp_path}",
+             "--output-dir", str(tmp_path / "out"), "--device", "cpu", "--cnn-kernels", "triton", *extra],
+            capture_output=True, text=True, env=env, timeout=300,
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), lines
+        assert not (tmp_path / "out").exists()
+
+
 def test_model_and_crops_move_to_the_device():
     config = MieConfig.from_preset("fast")
     model = MieForVideoClassification(config)

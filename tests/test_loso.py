@@ -61,6 +61,9 @@ def test_every_output_file_is_written(full_run):
     assert len(read_megc_log(out / "predictions.log")) == 30
     used = json.loads((out / "config_used.json").read_text())
     assert used["schedule"]["stage1_epochs"] == 2 and used["model_config"]["model_type"] == "mie"
+    assert used["cnn_kernels"] == "auto"
+    fold = json.loads((out / "folds" / "samm__007.json").read_text())
+    assert fold["cnn_kernels"] == "pytorch" and fold["device"].startswith("cpu")  # what ran the region CNN
     assert "| full | 30 | 9 |" in (out / "results.md").read_text()
 
 

@@ -4,7 +4,7 @@
         --dataset smic=/data/SMIC --megc2019 --output-dir runs/megc2019 [--preset fast|paper]
         [--folds casme2/sub01 ...] [--workers N | --ray ADDRESS] [--resume] [--seed N]
         [--device auto|cpu|cuda[:N]] [--precision auto|fp32|tf32|bf16] [--compile [reduce-overhead]]
-        [--stack-folds auto|K]
+        [--stack-folds auto|K] [--cnn-kernels auto|cudnn|triton]
         [--push-to-hub ORG/NAME]
 
     python train/loso.py --dataset synthetic=data/synthetic --output-dir runs/synthetic
@@ -114,6 +114,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="compile stage 1's training steps with torch.compile (off by default; 'reduce-overhead' also "
                      "replays them as CUDA graphs); each fold process compiles once (tens of seconds), results differ "
                      "from eager ones in rounding only; see docs/training.md, Devices and precision")
+    run.add_argument("--cnn-kernels", default="auto", choices=["auto", "cudnn", "triton"],
+                     help="what runs the region CNN's convolutions on CUDA: auto (default: the project's choice for "
+                     "CUDA, devices.CUDA_CONV_KERNEL), cudnn (cuDNN's convolutions and PyTorch's pooling), or triton "
+                     "(fused Triton kernels for conv1, conv2 and the inception block; CUDA only); results differ in "
+                     "rounding only; see docs/training.md, Fused layers")
     run.add_argument("--stack-folds", default="auto", metavar="auto|K",
                      help="train stage 1 of K folds at once as one stacked model: each fold trains as it would alone, "
                      "in fewer, larger steps, for GPUs that one fold's small steps leave idle; results equal to "
@@ -195,7 +200,7 @@ def build_schedule(args):
 
 
 def main(args) -> int:
-    from modeling_mie.devices import describe_device, resolve_device, resolve_precision
+    from modeling_mie.devices import check_cnn_kernels, describe_device, resolve_device, resolve_precision
     from modeling_mie.landmarks import user_cache_dir
     from modeling_mie.loso import parse_dataset_specs, prepare_data
     from modeling_mie.stacked import auto_stack_folds
@@ -205,6 +210,7 @@ def main(args) -> int:
     # checked first: a wrong --device is a one-line error before any data is read
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    check_cnn_kernels(args.cnn_kernels, device)
     if args.method != "aouayeb":
         # the compared CNNs are small and train in float32 wherever they run; the SVMs on the CPU
         if args.precision not in ("auto", "fp32"):
@@ -213,6 +219,9 @@ def main(args) -> int:
                 "(leave --precision out)."
             )
         precision = "fp32"
+        if args.cnn_kernels != "auto":
+            raise MieInputError(f"--cnn-kernels is for the project's model; --method {args.method} runs its own "
+                                "layers (leave --cnn-kernels out).")
         if args.method in SVM_METHODS:
             device = resolve_device("cpu")
     datasets = parse_dataset_specs(args.dataset)
@@ -243,6 +252,8 @@ def main(args) -> int:
     device_text = describe_device(device, precision) + f"; {threads} CPU threads per fold"
     if args.compile != "off":
         device_text += f"; stage 1 compiled ({args.compile})"
+    if args.cnn_kernels != "auto" and device.type == "cuda":
+        device_text += f"; region CNN on {args.cnn_kernels} kernels"
     if args.stack_folds > 1:
         device_text += f"; stage 1 of {args.stack_folds} folds at once (stacked)"
     if device.type == "cuda" and args.workers > 1:
@@ -343,6 +354,7 @@ def run_seed(args, seed, output_dir, data, config, schedule, folds, threads, dev
             "device": describe_device(device, precision),
             "precision": precision,
             "compile": args.compile,
+            "cnn_kernels": args.cnn_kernels,
             "stack_folds": args.stack_folds,
         })
     write_json_atomically(output_dir / "config_used.json", used, default=str)
@@ -359,7 +371,7 @@ def run_seed(args, seed, output_dir, data, config, schedule, folds, threads, dev
             rows=data.rows, config=config.to_dict(), schedule=fold_schedule, seed=seed, threads=threads,
             use_action_units=not args.no_action_units, show_progress=args.workers == 1 and not args.ray and not baseline,
             device=str(device), precision=precision, report_epochs=args.report_leakage,
-            method=args.method, compile="off" if baseline else args.compile,
+            method=args.method, compile="off" if baseline else args.compile, cnn_kernels=args.cnn_kernels,
         )
         for k in todo
     ]
@@ -425,6 +437,7 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
     method generalises to new people; this model is trained with the same settings on all)."""
     import torch
 
+    from modeling_mie.devices import cnn_kernels
     from modeling_mie.hub import render_model_card, validate_model_folder
     from modeling_mie.loso import MODEL_DIR, load_clip_tensors, trained_motion_peak
     from modeling_mie.processing_mie import MieProcessor
@@ -437,8 +450,9 @@ def train_final_model(args, config, schedule, data, summary, output_dir: Path, t
     torch.set_num_threads(threads)
     clips = load_clip_tensors(data.cache_path, data.rows, config, not args.no_action_units)
     print(f"  training the final model on all {len(clips)} clips of {len(data.subjects)} subjects ...")
-    outcome = train_model(config, clips, schedule, fold_seed(args.seed, "final"), device=device, precision=precision,
-                          compile=args.compile)
+    with cnn_kernels(args.cnn_kernels):
+        outcome = train_model(config, clips, schedule, fold_seed(args.seed, "final"), device=device,
+                              precision=precision, compile=args.compile)
     # calibrated confidence: the temperature fitted on the run's out-of-fold predictions
     outcome.model.config.temperature = round(float(summary["calibration"]["temperature"]), 4)
     # how far the training clips moved (flow models): the app's "large movement" check compares with it
