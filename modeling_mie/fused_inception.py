@@ -124,6 +124,15 @@ if _triton() is not None:
         return b
 
     @triton.jit
+    def _product(acc, a, w_ptr, g, u, SQ, HALF: tl.constexpr, JB: tl.constexpr, UPCAST: tl.constexpr,
+                 IEEE: tl.constexpr):
+        # acc + the pair's shifted input times packed pair u's weights
+        b = _pair_weight(w_ptr, g, u, SQ, HALF, JB, UPCAST).to(a.dtype)
+        if IEEE:  # float32 input (--precision fp32): float32 products, not TF32's
+            return acc + tl.dot(a, b, input_precision="ieee")
+        return acc + tl.dot(a, b)
+
+    @triton.jit
     def _finish(acc, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES,
                 SLOT: tl.constexpr, J: tl.constexpr, JB: tl.constexpr, BM: tl.constexpr):
         # bias, ReLU, the records and the sum per filter of one branch (filters SLOT * JB...) over
@@ -141,7 +150,8 @@ if _triton() is not None:
     @triton.jit
     def _branch_input_grad(acc, keep_ptr, gs_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w, H, W, SQ,
                           OFF: tl.constexpr, Q: tl.constexpr, SLOT: tl.constexpr, J: tl.constexpr,
-                          HALF: tl.constexpr, JB: tl.constexpr, CO: tl.constexpr, UPCAST: tl.constexpr):
+                          HALF: tl.constexpr, JB: tl.constexpr, CO: tl.constexpr, UPCAST: tl.constexpr,
+                          IEEE: tl.constexpr):
         # adds one branch's share: input pixel p reaches, through tap (dy, dx), output pixel p - (dy, dx)
         m = tl.arange(0, 2 * JB)  # column: filter m % JB of the branch under the pair's tap m // JB
         f = SLOT * JB + m % JB
@@ -162,7 +172,10 @@ if _triton() is not None:
                 wt = wt.to(tl.float32)
             else:
                 d = d.to(wt.dtype)
-            acc += tl.dot(d, wt)
+            if IEEE:
+                acc += tl.dot(d, wt, input_precision="ieee")
+            else:
+                acc += tl.dot(d, wt)
         return acc
 
 
@@ -183,7 +196,7 @@ def _kernels():
         C: tl.constexpr, HALF: tl.constexpr, JB: tl.constexpr, NB: tl.constexpr,
         Q0: tl.constexpr, Q1: tl.constexpr, Q2: tl.constexpr, Q3: tl.constexpr,
         S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
-        BM: tl.constexpr, UPCAST: tl.constexpr,
+        BM: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
     ):
         # one program: frame n and group g (axis 0: n * G + g), tile `tile` of BM pixels (axis 1). The
         # branches come sorted by kernel (Q0 <= Q1 <= ... pairs; S_i: branch i's place among the
@@ -202,31 +215,31 @@ def _kernels():
         acc3 = tl.zeros((BM, JB), dtype=tl.float32)
         for q in range(0, Q0):
             a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
-            acc0 += tl.dot(a, _pair_weight(w_ptr, g, q, SQ, HALF, JB, UPCAST).to(a.dtype))
+            acc0 = _product(acc0, a, w_ptr, g, q, SQ, HALF, JB, UPCAST, IEEE)
             if NB > 1:
-                acc1 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
+                acc1 = _product(acc1, a, w_ptr, g, Q0 + q, SQ, HALF, JB, UPCAST, IEEE)
             if NB > 2:
-                acc2 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
+                acc2 = _product(acc2, a, w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST, IEEE)
             if NB > 3:
-                acc3 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
+                acc3 = _product(acc3, a, w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST, IEEE)
         if NB > 1:
             for q in range(Q0, Q1):
                 a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
-                acc1 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
+                acc1 = _product(acc1, a, w_ptr, g, Q0 + q, SQ, HALF, JB, UPCAST, IEEE)
                 if NB > 2:
-                    acc2 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
+                    acc2 = _product(acc2, a, w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST, IEEE)
                 if NB > 3:
-                    acc3 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
+                    acc3 = _product(acc3, a, w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST, IEEE)
         if NB > 2:
             for q in range(Q1, Q2):
                 a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
-                acc2 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
+                acc2 = _product(acc2, a, w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST, IEEE)
                 if NB > 3:
-                    acc3 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
+                    acc3 = _product(acc3, a, w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST, IEEE)
         if NB > 3:
             for q in range(Q2, Q3):
                 a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
-                acc3 += tl.dot(a, _pair_weight(w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST).to(a.dtype))
+                acc3 = _product(acc3, a, w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST, IEEE)
         _finish(acc0, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S0, J, JB, BM)
         if NB > 1:
             _finish(acc1, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S1, J, JB, BM)
@@ -242,7 +255,7 @@ def _kernels():
         C: tl.constexpr, HALF: tl.constexpr, JB: tl.constexpr, NB: tl.constexpr,
         Q0: tl.constexpr, Q1: tl.constexpr, Q2: tl.constexpr, Q3: tl.constexpr,
         S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
-        BM: tl.constexpr, UPCAST: tl.constexpr,
+        BM: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
     ):
         # one program: frame n and group g (axis 0), tile of BM input pixels (axis 1)
         ng = tl.program_id(0).to(tl.int64)
@@ -255,16 +268,16 @@ def _kernels():
         h, w = p // W, p % W
         acc = tl.zeros((BM, CO), dtype=tl.float32)
         acc = _branch_input_grad(acc, keep_ptr, gs_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w, H, W, SQ,
-                                0, Q0, S0, J, HALF, JB, CO, UPCAST)
+                                0, Q0, S0, J, HALF, JB, CO, UPCAST, IEEE)
         if NB > 1:
             acc = _branch_input_grad(acc, keep_ptr, gs_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w, H, W, SQ,
-                                    Q0, Q1, S1, J, HALF, JB, CO, UPCAST)
+                                    Q0, Q1, S1, J, HALF, JB, CO, UPCAST, IEEE)
         if NB > 2:
             acc = _branch_input_grad(acc, keep_ptr, gs_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w, H, W, SQ,
-                                    Q0 + Q1, Q2, S2, J, HALF, JB, CO, UPCAST)
+                                    Q0 + Q1, Q2, S2, J, HALF, JB, CO, UPCAST, IEEE)
         if NB > 3:
             acc = _branch_input_grad(acc, keep_ptr, gs_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w, H, W, SQ,
-                                    Q0 + Q1 + Q2, Q3, S3, J, HALF, JB, CO, UPCAST)
+                                    Q0 + Q1 + Q2, Q3, S3, J, HALF, JB, CO, UPCAST, IEEE)
         c = tl.arange(0, CO)
         tl.store(dx_ptr + (ng * C + c[None, :]) * hw + p[:, None], acc.to(dx_ptr.dtype.element_ty),
                  mask=inside[:, None] & (c < C)[None, :])
@@ -276,7 +289,7 @@ def _kernels():
         C: tl.constexpr, HALF: tl.constexpr, JB: tl.constexpr, NB: tl.constexpr,
         Q0: tl.constexpr, Q1: tl.constexpr, Q2: tl.constexpr, Q3: tl.constexpr,
         S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
-        BM: tl.constexpr, UPCAST: tl.constexpr,
+        BM: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
     ):
         # one program: packed pair u (axis 0, fastest: a group's pairs run side by side; u is pair q of
         # sorted branch i), share `split` of the group's frames' tiles (axis 1), group g (axis 2);
@@ -314,7 +327,10 @@ def _kernels():
             a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
             if not UPCAST:
                 d = d.to(a.dtype)
-            acc += tl.dot(tl.trans(a), d)
+            if IEEE:
+                acc += tl.dot(tl.trans(a), d, input_precision="ieee")
+            else:
+                acc += tl.dot(tl.trans(a), d)
         dest = (g * SPLITS + split) * SQ + u
         tl.store(dw_ptr + (dest * (2 * HALF) + k[:, None]) * JB + jb[None, :], acc)
         if q == 0:
@@ -379,6 +395,14 @@ def _constants(channels: int, weight: torch.Tensor, pairs: list[int], order: lis
             **{f"S{i}": s for i, s in enumerate(order + [0] * fill)}}
 
 
+def _arithmetic(x: torch.Tensor) -> dict:
+    """UPCAST: float32 products under Triton's interpreter (it multiplies bf16 as integers); IEEE:
+    float32 input (`--precision fp32` on CUDA) multiplied in float32, not in TF32, as PyTorch's
+    convolutions are there."""
+    upcast = _interpreting()
+    return {"UPCAST": upcast, "IEEE": x.dtype == torch.float32 and not upcast}
+
+
 @torch.library.custom_op("mie::inception_pool", mutates_args=())
 def _inception_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, channels: int, pairs: list[int],
                     order: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -395,7 +419,7 @@ def _inception_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, c
     taps = _tap_table(_radius(max(pairs)), str(x.device))
     grid = lambda meta: (n * g, _tiles(h * w, meta))
     forward_kernel[grid](x, weight, bias, taps, sums, keep, g, h, w, tiles, sq,
-                         **_constants(channels, weight, pairs, order), UPCAST=_interpreting())
+                         **_constants(channels, weight, pairs, order), **_arithmetic(x))
     return sums.sum(1).view(n, g * j).div_(h * w), keep
 
 
@@ -423,12 +447,12 @@ def _inception_pool_grad(x: torch.Tensor, keep: torch.Tensor, grad: torch.Tensor
     if input_grad:
         dx = torch.empty_like(x)
         grid = lambda meta: (n * g, _tiles(h * w, meta))
-        input_grad_kernel[grid](keep, gs, weight, taps, dx, g, h, w, sq, **constants, UPCAST=_interpreting())
+        input_grad_kernel[grid](keep, gs, weight, taps, dx, g, h, w, sq, **constants, **_arithmetic(x))
     splits = _splits(g * sq, n)
     dw = torch.empty((g, splits, sq, slots, jb), device=x.device, dtype=torch.float32)
     db = torch.empty((g, splits, j), device=x.device, dtype=torch.float32)
     weight_grad_kernel[(sq, splits, g)](x, keep, gs, taps, dw, db, n, g, h, w, splits, sq, **constants,
-                                        UPCAST=_interpreting())
+                                        **_arithmetic(x))
     return dx, dw.sum(1), db.sum(1)
 
 
@@ -474,10 +498,12 @@ def inception_pool(hidden: torch.Tensor, branches) -> torch.Tensor:
     return pooled
 
 
-def compile_report(capability: int = 90, channels: int = 8, filters: int = 16, kernel_sizes=(1, 3, 5, 7)) -> list[dict]:
+def compile_report(capability: int = 90, channels: int = 8, filters: int = 16, kernel_sizes=(1, 3, 5, 7),
+                   dtype: str = "bf16") -> list[dict]:
     """Every kernel and autotuning configuration compiled for a CUDA GPU of compute `capability` with
-    Triton's compiler, no GPU needed (as `fused_conv.compile_report`), for bf16 input and the
-    inception block of `kernel_sizes` with `filters` each."""
+    Triton's compiler, no GPU needed (as `fused_conv.compile_report`), for input in `dtype` ("bf16",
+    autocast's; "fp32": `--precision fp32`, float32 products) and the inception block of
+    `kernel_sizes` with `filters` each."""
     from .fused_conv import _ptxas_report
 
     _, forward_kernel, input_grad_kernel, weight_grad_kernel = _kernels()
@@ -485,16 +511,16 @@ def compile_report(capability: int = 90, channels: int = 8, filters: int = 16, k
     pairs = [pairs_within(kernel_sizes[i] // 2) for i in order]
     half = max(8, _pow2(channels))
     weight = torch.empty((1, sum(pairs), 2 * half, filters), device="meta")
-    constants = {**_constants(channels, weight, pairs, order), "UPCAST": False}
+    constants = {**_constants(channels, weight, pairs, order), "UPCAST": False, "IEEE": dtype == "fp32"}
     scalars = {"G": "i32", "H": "i32", "W": "i32"}
     kernels = [
-        ("forward", forward_kernel, {"x_ptr": "*bf16", "w_ptr": "*bf16", "b_ptr": "*fp32", "taps_ptr": "*i32",
+        ("forward", forward_kernel, {"x_ptr": f"*{dtype}", "w_ptr": f"*{dtype}", "b_ptr": "*fp32", "taps_ptr": "*i32",
                                      "sums_ptr": "*fp32", "keep_ptr": "*i8", **scalars, "TILES": "i32", "SQ": "i32"}),
-        ("input grad", input_grad_kernel, {"keep_ptr": "*i8", "gs_ptr": "*fp32", "w_ptr": "*bf16", "taps_ptr": "*i32",
-                                           "dx_ptr": "*bf16", **scalars, "SQ": "i32"}),
-        ("weight grad", weight_grad_kernel, {"x_ptr": "*bf16", "keep_ptr": "*i8", "gs_ptr": "*fp32", "taps_ptr": "*i32",
+        ("input grad", input_grad_kernel, {"keep_ptr": "*i8", "gs_ptr": "*fp32", "w_ptr": f"*{dtype}", "taps_ptr": "*i32",
+                                           "dx_ptr": f"*{dtype}", **scalars, "SQ": "i32"}),
+        ("weight grad", weight_grad_kernel, {"x_ptr": f"*{dtype}", "keep_ptr": "*i8", "gs_ptr": "*fp32", "taps_ptr": "*i32",
                                              "dw_ptr": "*fp32", "db_ptr": "*fp32", "N": "i32", **scalars,
                                              "SPLITS": "i32", "SQ": "i32"}),
     ]
-    return [{"layer": "inception", **row} for name, tuner, signature in kernels
+    return [{"layer": "inception" if dtype == "bf16" else f"inception {dtype}", **row} for name, tuner, signature in kernels
             for row in _ptxas_report(name, tuner, signature, constants, capability)]
