@@ -37,8 +37,10 @@
 # bench/fused_conv.py runs first (agreement with float32 and milliseconds of conv1 and conv2 alone,
 # K = 1 16 68). With the budget of one short call, the new kernels' question first (no compiled
 # probes: each compiles for tens of seconds per variant and K):
-#   CONCURRENT=0 BASELINES=0 VARIANTS= STACK_FOLDS="16 68" STACK_FOLDS_COMPILED= FORMS=0 STACK_RUN=17 \
-#   STEP_VARIANTS="cudnn fused fused-all" BUDGET=400 bash bench/gpu_speed.sh
+#   CONCURRENT=0 BASELINES=0 VARIANTS= STACK_FOLDS="68 16" STACK_FOLDS_COMPILED= FORMS=0 STACK_RUN=68 \
+#   STEP_VARIANTS="fused-all fused cudnn" BUDGET=420 bash bench/gpu_speed.sh
+# (the variant that may reach the goal first, cuDNN's last: its 68-fold step was measured, 202 ms).
+# STACK_RUN may name several K ("68 34").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -113,22 +115,23 @@ if [ "$STACKED" -gt 0 ]; then
         echo "  ($(( $(date +%s) - START )) s since the start)"
     done
 fi
-if [ "$STACK_RUN" -gt 1 ]; then
+for stack_run in $STACK_RUN; do
+    [ "$stack_run" -gt 1 ] || continue
     for variant in $STEP_VARIANTS; do
-        spent "stacked run, $variant" && continue
+        spent "stacked run, K = $stack_run, $variant" && continue
         case "$variant" in
             cudnn) vflags="" ;; fused) vflags="--conv-kernel triton" ;; merged) vflags="--merged-inception" ;;
             fused+merged) vflags="--conv-kernel triton --merged-inception" ;;
             fused-all) vflags="--conv-kernel triton --inception-kernel triton" ;;
         esac
-        echo "== bench/train.py paper bf16, stage 1 of $STACK_RUN folds stacked, $EPOCHS epochs per stage, $variant ($vflags)"
+        echo "== bench/train.py paper bf16, stage 1 of $stack_run folds stacked, $EPOCHS epochs per stage, $variant ($vflags)"
         # shellcheck disable=SC2086
         timeout 300 "$PY" bench/train.py --device cuda --precision bf16 --presets paper --epochs "$EPOCHS" \
-            --stack-folds "$STACK_RUN" $vflags 2>&1 | grep -v "^\s*$" | grep -v "Warning\|warn(" | tail -6 \
+            --stack-folds "$stack_run" $vflags 2>&1 | grep -v "^\s*$" | grep -v "Warning\|warn(" | tail -6 \
             || echo "  stacked run FAILED or timed out"
         echo "  ($(( $(date +%s) - START )) s since the start)"
     done
-fi
+done
 
 if [ "$BASELINES" -gt 0 ] && ! spent "compared CNNs"; then
     echo "== compared CNNs on the GPU: bench/flow_nets.py --device cuda --epochs 3 (paper schedules' batches)"
