@@ -38,7 +38,9 @@ CUDA_CONV_KERNEL = "cudnn"
 CUDA_MERGED_INCEPTION = False
 # What runs the inception block with its ReLU and average pooling on CUDA: "cudnn" (the branches'
 # convolutions, then PyTorch's ReLU and mean) or "triton" (`modeling_mie.fused_inception`: tensor-core
-# kernels that average the maps without writing them). The CPU always runs the branches.
+# kernels that average the maps without writing them). The CPU always runs the branches. Where
+# Triton or the GPU is missing, a default of "triton" here falls back to "cudnn" (`_default_kernel`);
+# an explicit request (an argument, `cnn_kernels`) stops with one line instead.
 INCEPTION_KERNELS = ("cudnn", "triton")
 CUDA_INCEPTION_KERNEL = "cudnn"
 
@@ -47,6 +49,8 @@ CUDA_INCEPTION_KERNEL = "cudnn"
 # "auto" keeps the defaults above; "cudnn" cuDNN's and PyTorch's operations everywhere; "triton" the
 # fused kernels for conv1, conv2 and the inception block (`fused_conv`, `fused_inception`).
 CNN_KERNELS = ("auto", "cudnn", "triton")
+# Set while a run's explicit choice is in force (`cnn_kernels`): its kernels must run or stop in words.
+_REQUIRED = False
 
 
 def check_cnn_kernels(name: str, device: torch.device) -> str:
@@ -70,7 +74,8 @@ def describe_cnn_kernels(name: str, device: torch.device) -> str:
     if device.type != "cuda":
         return "pytorch"
     with cnn_kernels(name):
-        conv, inception = CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL
+        conv = _default_kernel(CUDA_CONV_KERNEL, device)
+        inception = _default_kernel(CUDA_INCEPTION_KERNEL, device)
     return conv if conv == inception else f"conv1+conv2 {conv}, inception {inception}"
 
 
@@ -78,15 +83,16 @@ def describe_cnn_kernels(name: str, device: torch.device) -> str:
 def cnn_kernels(name: str):
     """While open, models prepared for CUDA (`prepare_model`) run the region CNN on `name`'s kernels
     (`CNN_KERNELS`; "auto" changes nothing); the defaults come back on leaving."""
-    global CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL, CUDA_MERGED_INCEPTION
-    saved = CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL, CUDA_MERGED_INCEPTION
+    global CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL, CUDA_MERGED_INCEPTION, _REQUIRED
+    saved = CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL, CUDA_MERGED_INCEPTION, _REQUIRED
     if name in ("cudnn", "triton"):
         CUDA_CONV_KERNEL = CUDA_INCEPTION_KERNEL = name
         CUDA_MERGED_INCEPTION = False
+        _REQUIRED = True  # asked for: no quiet fallback (`_default_kernel`)
     try:
         yield
     finally:
-        CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL, CUDA_MERGED_INCEPTION = saved
+        CUDA_CONV_KERNEL, CUDA_INCEPTION_KERNEL, CUDA_MERGED_INCEPTION, _REQUIRED = saved
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -219,10 +225,10 @@ def configure_region_cnn(
     Raises:
         MieInputError: an unknown kernel name, or "triton" where Triton or the GPU is missing.
     """
-    kernel = conv_kernel or CUDA_CONV_KERNEL
+    kernel = conv_kernel or _default_kernel(CUDA_CONV_KERNEL, device)
     if kernel not in CONV_KERNELS:
         raise MieInputError(f"conv kernel must be one of {', '.join(CONV_KERNELS)}; got {kernel!r}.")
-    block = inception_kernel or CUDA_INCEPTION_KERNEL
+    block = inception_kernel or _default_kernel(CUDA_INCEPTION_KERNEL, device)
     if block not in INCEPTION_KERNELS:
         raise MieInputError(f"inception kernel must be one of {', '.join(INCEPTION_KERNELS)}; got {block!r}.")
     cuda = device.type == "cuda"
@@ -234,6 +240,17 @@ def configure_region_cnn(
         cnn.conv_pool_relu = _triton_function("fused_conv", "conv_pool_relu", "convolutions need", device)
     if cuda and block == "triton":
         cnn.inception_pool = _triton_function("fused_inception", "inception_pool", "inception needs", device)
+
+
+def _default_kernel(kernel: str, device: torch.device) -> str:
+    """A default of this module as it can run: "triton" where Triton or the GPU is missing falls back
+    to "cudnn", unless a run asked for it (`cnn_kernels`), which then stops in words."""
+    if kernel == "triton" and not _REQUIRED and device.type == "cuda":
+        from . import fused_conv
+
+        if not fused_conv.available(device):
+            return "cudnn"
+    return kernel
 
 
 def _triton_function(module: str, name: str, what: str, device: torch.device):

@@ -101,6 +101,25 @@ def test_cnn_kernels_of_a_run_are_checked_set_while_it_trains_and_restored(monke
     assert (devices.CUDA_CONV_KERNEL, devices.CUDA_INCEPTION_KERNEL) == defaults[:2]
 
 
+def test_a_triton_default_falls_back_to_cudnn_where_triton_cannot_run_unless_asked_for(monkeypatch):
+    # as the defaults will be once a GPU has timed the fused kernels; this machine has no GPU
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(devices, "CUDA_CONV_KERNEL", "triton")
+    monkeypatch.setattr(devices, "CUDA_INCEPTION_KERNEL", "triton")
+    cnn = MieForVideoClassification(MieConfig.from_preset("fast")).region_cnn
+    cuda = torch.device("cuda")
+    devices.configure_region_cnn(cnn, cuda)  # the defaults: cuDNN's, quietly
+    assert cnn.conv_pool_relu is None and cnn.inception_pool is None and not cnn.channels_last
+    assert devices.describe_cnn_kernels("auto", cuda) == "cudnn"
+    with pytest.raises(MieInputError, match="need Triton"):
+        devices.configure_region_cnn(cnn, cuda, conv_kernel="triton")  # asked for by name
+    with devices.cnn_kernels("triton"), pytest.raises(MieInputError, match="need Triton"):
+        devices.configure_region_cnn(cnn, cuda)  # asked for by the run (--cnn-kernels triton)
+    with devices.cnn_kernels("auto"):
+        devices.configure_region_cnn(cnn, cuda)
+    assert cnn.conv_pool_relu is None
+
+
 def test_cnn_kernels_triton_on_the_cpu_is_a_one_line_error_of_the_command(tmp_path):
     env = {**os.environ, "PYTHONPATH": "", "CUDA_VISIBLE_DEVICES": ""}
     for extra, message in (([], "error: --cnn-kernels triton runs on CUDA GPUs only"),
