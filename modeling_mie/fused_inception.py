@@ -133,6 +133,25 @@ if _triton() is not None:
         return acc + tl.dot(a, b)
 
     @triton.jit
+    def _segment(acc0, acc1, acc2, acc3, x_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w, H, W, SQ,
+                 FIRST: tl.constexpr, LO: tl.constexpr, HI: tl.constexpr, C: tl.constexpr, HALF: tl.constexpr,
+                 JB: tl.constexpr, NB: tl.constexpr, Q0: tl.constexpr, Q1: tl.constexpr, Q2: tl.constexpr,
+                 UPCAST: tl.constexpr, IEEE: tl.constexpr):
+        # pairs LO..HI of taps, each read once, into the accumulators of branches FIRST.. (sorted by
+        # kernel; branch i's pairs start at Q0 + ... + Q(i-1) in the packed weights)
+        for q in range(LO, HI):
+            a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
+            if FIRST == 0:
+                acc0 = _product(acc0, a, w_ptr, g, q, SQ, HALF, JB, UPCAST, IEEE)
+            if FIRST <= 1 and NB > 1:
+                acc1 = _product(acc1, a, w_ptr, g, Q0 + q, SQ, HALF, JB, UPCAST, IEEE)
+            if FIRST <= 2 and NB > 2:
+                acc2 = _product(acc2, a, w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST, IEEE)
+            if NB > 3:
+                acc3 = _product(acc3, a, w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST, IEEE)
+        return acc0, acc1, acc2, acc3
+
+    @triton.jit
     def _finish(acc, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES,
                 SLOT: tl.constexpr, J: tl.constexpr, JB: tl.constexpr, BM: tl.constexpr):
         # bias, ReLU, the records and the sum per filter of one branch (filters SLOT * JB...) over
@@ -200,7 +219,7 @@ def _kernels():
     ):
         # one program: frame n and group g (axis 0: n * G + g), tile `tile` of BM pixels (axis 1). The
         # branches come sorted by kernel (Q0 <= Q1 <= ... pairs; S_i: branch i's place among the
-        # filters); pairs below Q0 feed every branch, from Q0 to Q1 all but the first, and so on.
+        # filters).
         ng = tl.program_id(0).to(tl.int64)
         g = ng % G
         tile = tl.program_id(1)
@@ -213,33 +232,18 @@ def _kernels():
         acc1 = tl.zeros((BM, JB), dtype=tl.float32)
         acc2 = tl.zeros((BM, JB), dtype=tl.float32)
         acc3 = tl.zeros((BM, JB), dtype=tl.float32)
-        for q in range(0, Q0):
-            a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
-            acc0 = _product(acc0, a, w_ptr, g, q, SQ, HALF, JB, UPCAST, IEEE)
-            if NB > 1:
-                acc1 = _product(acc1, a, w_ptr, g, Q0 + q, SQ, HALF, JB, UPCAST, IEEE)
-            if NB > 2:
-                acc2 = _product(acc2, a, w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST, IEEE)
-            if NB > 3:
-                acc3 = _product(acc3, a, w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST, IEEE)
+        # pairs below Q0 feed every branch, from Q0 to Q1 all but the first, and so on
+        acc0, acc1, acc2, acc3 = _segment(acc0, acc1, acc2, acc3, x_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w,
+                                          H, W, SQ, 0, 0, Q0, C, HALF, JB, NB, Q0, Q1, Q2, UPCAST, IEEE)
         if NB > 1:
-            for q in range(Q0, Q1):
-                a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
-                acc1 = _product(acc1, a, w_ptr, g, Q0 + q, SQ, HALF, JB, UPCAST, IEEE)
-                if NB > 2:
-                    acc2 = _product(acc2, a, w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST, IEEE)
-                if NB > 3:
-                    acc3 = _product(acc3, a, w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST, IEEE)
+            acc0, acc1, acc2, acc3 = _segment(acc0, acc1, acc2, acc3, x_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w,
+                                              H, W, SQ, 1, Q0, Q1, C, HALF, JB, NB, Q0, Q1, Q2, UPCAST, IEEE)
         if NB > 2:
-            for q in range(Q1, Q2):
-                a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
-                acc2 = _product(acc2, a, w_ptr, g, Q0 + Q1 + q, SQ, HALF, JB, UPCAST, IEEE)
-                if NB > 3:
-                    acc3 = _product(acc3, a, w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST, IEEE)
+            acc0, acc1, acc2, acc3 = _segment(acc0, acc1, acc2, acc3, x_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w,
+                                              H, W, SQ, 2, Q1, Q2, C, HALF, JB, NB, Q0, Q1, Q2, UPCAST, IEEE)
         if NB > 3:
-            for q in range(Q2, Q3):
-                a = _shifted_pair(x_ptr, taps_ptr, q, ng, p, inside, h, w, H, W, C, HALF, UPCAST)
-                acc3 = _product(acc3, a, w_ptr, g, Q0 + Q1 + Q2 + q, SQ, HALF, JB, UPCAST, IEEE)
+            acc0, acc1, acc2, acc3 = _segment(acc0, acc1, acc2, acc3, x_ptr, w_ptr, taps_ptr, ng, g, p, inside, h, w,
+                                              H, W, SQ, 3, Q2, Q3, C, HALF, JB, NB, Q0, Q1, Q2, UPCAST, IEEE)
         _finish(acc0, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S0, J, JB, BM)
         if NB > 1:
             _finish(acc1, b_ptr, sums_ptr, keep_ptr, ng, g, tile, p, inside, hw, TILES, S1, J, JB, BM)
