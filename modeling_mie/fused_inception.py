@@ -42,7 +42,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .fused_conv import _interpreting, _pow2, _splits, _triton, _tuned, available
+from .fused_conv import COMPILE_OPTIONS, _interpreting, _pow2, _splits, _triton, _tuned, available
 
 __all__ = ["available", "chosen_configs", "compile_report", "inception_pool", "packed_weight"]
 
@@ -423,7 +423,7 @@ def _inception_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, c
     taps = _tap_table(_radius(max(pairs)), str(x.device))
     grid = lambda meta: (n * g, _tiles(h * w, meta))
     forward_kernel[grid](x, weight, bias, taps, sums, keep, g, h, w, tiles, sq,
-                         **_constants(channels, weight, pairs, order), **_arithmetic(x))
+                         **_constants(channels, weight, pairs, order), **_arithmetic(x), **COMPILE_OPTIONS)
     return sums.sum(1).view(n, g * j).div_(h * w), keep
 
 
@@ -451,12 +451,13 @@ def _inception_pool_grad(x: torch.Tensor, keep: torch.Tensor, grad: torch.Tensor
     if input_grad:
         dx = torch.empty_like(x)
         grid = lambda meta: (n * g, _tiles(h * w, meta))
-        input_grad_kernel[grid](keep, gs, weight, taps, dx, g, h, w, sq, **constants, **_arithmetic(x))
+        input_grad_kernel[grid](keep, gs, weight, taps, dx, g, h, w, sq, **constants, **_arithmetic(x),
+                                **COMPILE_OPTIONS)
     splits = _splits(g * sq, n)
     dw = torch.empty((g, splits, sq, slots, jb), device=x.device, dtype=torch.float32)
     db = torch.empty((g, splits, j), device=x.device, dtype=torch.float32)
     weight_grad_kernel[(sq, splits, g)](x, keep, gs, taps, dw, db, n, g, h, w, splits, sq, **constants,
-                                        **_arithmetic(x))
+                                        **_arithmetic(x), **COMPILE_OPTIONS)
     return dx, dw.sum(1), db.sum(1)
 
 
