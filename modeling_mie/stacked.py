@@ -309,15 +309,17 @@ def train_stage1_stacked(
             if p > 0:
                 # the draw fold k's own dropout makes on a batch of n samples: nn.Dropout fills a
                 # mask laid out like its input, MieRegionLinear's (R, n, hidden) memory, in order
+                # (a full batch's mask is drawn in place: one launch a fold, not four; scaled once)
                 keep = torch.zeros(folds, regions, size, hidden, device=device)
                 for k, n in enumerate(counts[s]):
-                    if n:
+                    if n == size:
+                        keep[k].bernoulli_(1 - p, generator=dropout_generators[k])
+                    elif n:
                         keep[k, :, :n].copy_(
                             torch.empty(regions, n, hidden, device=device)
                             .bernoulli_(1 - p, generator=dropout_generators[k])
-                            .div_(1 - p)
                         )
-                keep = keep.view(folds * regions, size, hidden).transpose(0, 1)  # (B, K*R, hidden)
+                keep = keep.div_(1 - p).view(folds * regions, size, hidden).transpose(0, 1)  # (B, K*R, hidden)
             if mode == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()
             losses = step(
