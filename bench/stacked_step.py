@@ -97,9 +97,9 @@ def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, pr
 
     def one():
         keep = torch.zeros(folds, r, batch, hidden, device=device)
-        for k in range(folds):
-            keep[k].bernoulli_(1 - p, generator=dropout[k]).div_(1 - p)
-        keep = keep.view(folds * r, batch, hidden).transpose(0, 1)
+        for k in range(folds):  # as train_stage1_stacked draws a full batch's masks
+            keep[k].bernoulli_(1 - p, generator=dropout[k])
+        keep = keep.div_(1 - p).view(folds * r, batch, hidden).transpose(0, 1)
         if compile == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         losses = step(cnn, config, folds, frames, firsts if reads_first_frames(config) else None, targets, weights,
