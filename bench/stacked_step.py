@@ -106,7 +106,7 @@ def time_steps(config: MieConfig, folds: int, batch: int, steps: int, device, pr
                       alpha, keep, precision)
         optimizer.zero_grad()
         losses.sum().backward()
-        optimizer.step(active)
+        optimizer.step(active, every=True)
 
     with float32_mode(device, precision):
         return seconds_per_call(one, steps, device)

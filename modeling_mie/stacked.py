@@ -146,7 +146,9 @@ class StackedAdam:
             p.grad = None
 
     @torch.no_grad()
-    def step(self, active: torch.Tensor) -> None:
+    def step(self, active: torch.Tensor, every: bool = False) -> None:
+        """`every`: the caller knows that every fold is active (most steps of an epoch), without
+        asking the device: the update is made in place, the same numbers in fewer launches."""
         if active.shape != (self.folds,):
             raise ValueError(f"active: expected {self.folds} folds, got shape {tuple(active.shape)}.")
         beta1, beta2 = self.betas
@@ -160,6 +162,11 @@ class StackedAdam:
             grad = p.grad if p.grad is not None else torch.zeros_like(p)
             if self.weight_decay:
                 grad = grad.add(p, alpha=self.weight_decay)
+            if every:
+                m.lerp_(grad, 1 - beta1)
+                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                p.sub_(step_size.view(view) * (m / v.sqrt().div_(correction2.view(view)).add_(self.eps)))
+                continue
             new_m = m.lerp(grad, 1 - beta1)
             new_v = v.mul(beta2).addcmul_(grad, grad, value=1 - beta2)
             denom = new_v.sqrt().div_(correction2.view(view)).add_(self.eps)
@@ -329,7 +336,7 @@ def train_stage1_stacked(
             )  # (K,)
             optimizer.zero_grad()
             losses.sum().backward()
-            optimizer.step(active[s])
+            optimizer.step(active[s], every=all(counts[s]))
             totals += losses.detach().double() * real[s]
         epoch_losses[epoch] = totals / samples
     cnn.eval()

@@ -84,16 +84,22 @@ def test_stacked_adam_is_adam_per_fold_and_skips_inactive_folds():
             opt.step()
         return p.detach()
 
-    p = torch.nn.Parameter(start.clone())
-    opt = StackedAdam([p], folds, lr=0.01, weight_decay=0.1)
     actives = [[True, True, True], [True, False, True], [True, True, False], [True, True, True]]
-    for i, active in enumerate(actives):
-        p.grad = grads[i].clone()
-        opt.step(torch.tensor(active))
-    for k in range(folds):
-        steps = [i for i, active in enumerate(actives) if active[k]]
-        torch.testing.assert_close(p.detach()[k * regions : (k + 1) * regions], reference(k, steps), rtol=1e-6, atol=1e-7)
-    assert opt.steps.tolist() == [4, 3, 3]
+    results = []
+    for told in (False, True):  # told: the caller says when every fold is active (the in-place update)
+        p = torch.nn.Parameter(start.clone())
+        opt = StackedAdam([p], folds, lr=0.01, weight_decay=0.1)
+        for i, active in enumerate(actives):
+            p.grad = grads[i].clone()
+            opt.step(torch.tensor(active), every=told and all(active))
+        for k in range(folds):
+            steps = [i for i, active in enumerate(actives) if active[k]]
+            torch.testing.assert_close(p.detach()[k * regions : (k + 1) * regions], reference(k, steps),
+                                       rtol=1e-6, atol=1e-7)
+        assert opt.steps.tolist() == [4, 3, 3]
+        results.append((p.detach().clone(), opt.exp_avg[0].clone(), opt.exp_avg_sq[0].clone()))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)  # the same numbers either way
     with pytest.raises(ValueError, match="3 folds"):
         opt.step(torch.tensor([True]))
 
