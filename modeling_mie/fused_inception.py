@@ -376,6 +376,11 @@ def packed_weight(branches) -> tuple[torch.Tensor, torch.Tensor]:
     branches, 2 x slots, filters of a branch); and the bias (G, every branch's filters in the branches'
     order). Differentiable, so the branches' own weights get their gradients."""
     order, _, half = _layout(branches)
+    return _packed(branches, order, half)
+
+
+def _packed(branches, order: list[int], half: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`packed_weight` for the branches' `_layout` (order of kernel size, channel slots per tap)."""
     packed = []
     for i in order:
         weight = branches[i].weight  # (G, J, C, k, k)
@@ -493,10 +498,10 @@ def inception_pool(hidden: torch.Tensor, branches) -> torch.Tensor:
     g, c = branches[0].num_regions, branches[0].in_channels
     if hidden.dim() != 4 or hidden.shape[1] != g * c:
         raise ValueError(f"the fused inception takes (N, {g} groups x {c} channels, H, W) input; got {tuple(hidden.shape)}")
-    order, pairs, _ = _layout(branches)
+    order, pairs, half = _layout(branches)
     device = hidden.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-    weight, bias = packed_weight(branches)
+    weight, bias = _packed(branches, order, half)
     with torch.autocast(device, enabled=False):
         pooled, _ = _inception_pool(hidden.to(dtype).contiguous(), weight.to(dtype).contiguous(),
                                     bias.float().contiguous(), c, pairs, order)

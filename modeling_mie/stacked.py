@@ -156,7 +156,7 @@ class StackedAdam:
         t = self.steps.clamp(min=1)  # a fold that never stepped: any finite value, masked below
         step_size = (self.lr / (1 - beta1**t)).float()[self.fold_of_row]  # (K * R,)
         correction2 = (1 - beta2**t).sqrt().float()[self.fold_of_row]
-        keep = active[self.fold_of_row]
+        keep = None if every else active[self.fold_of_row]
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
             view = (-1,) + (1,) * (p.dim() - 1)  # (K * R, 1, ...): one value per leading row
             grad = p.grad if p.grad is not None else torch.zeros_like(p)

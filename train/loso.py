@@ -74,6 +74,7 @@ def _bool(text: str) -> bool:
 
 def parse_args(argv=None) -> argparse.Namespace:
     from modeling_mie.configuration_mie import PRESETS
+    from modeling_mie.devices import CNN_KERNELS
     from modeling_mie.training import COMPILE_MODES, TrainingSchedule
 
     parser = argparse.ArgumentParser(
@@ -114,7 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="compile stage 1's training steps with torch.compile (off by default; 'reduce-overhead' also "
                      "replays them as CUDA graphs); each fold process compiles once (tens of seconds), results differ "
                      "from eager ones in rounding only; see docs/training.md, Devices and precision")
-    run.add_argument("--cnn-kernels", default="auto", choices=["auto", "cudnn", "triton"],
+    run.add_argument("--cnn-kernels", default="auto", choices=CNN_KERNELS,
                      help="what runs the region CNN's convolutions on CUDA: auto (default: the project's choice for "
                      "CUDA, devices.CUDA_CONV_KERNEL), cudnn (cuDNN's convolutions and PyTorch's pooling), or triton "
                      "(fused Triton kernels for conv1, conv2 and the inception block; CUDA only); results differ in "
